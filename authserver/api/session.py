@@ -1,0 +1,48 @@
+"""Token and session endpoints: refresh, logout, me, isAuthenticated, isAdmin."""
+
+from __future__ import annotations
+
+from flask import Response, current_app, g, jsonify
+
+from authserver import tokens
+from authserver.api import bp
+from authserver.api.body import json_body
+from authserver.extensions import limiter
+
+
+def _token_limit() -> str:
+    return current_app.config["TOKEN_LIMIT_PER_IP"]
+
+
+@bp.post("/token/refresh")
+@limiter.limit(_token_limit)
+def refresh() -> Response:
+    body = json_body(required=("refresh_token",))
+    return jsonify(tokens.refresh(body["refresh_token"]))
+
+
+@bp.post("/logout")
+@tokens.require_auth
+def logout() -> tuple[str, int]:
+    tokens.revoke_session(g.claims.session_id, reason="logout")
+    return "", 204
+
+
+@bp.get("/me")
+@tokens.require_auth
+def me() -> Response:
+    return jsonify(tokens.current_user().to_dict())
+
+
+@bp.get("/isAuthenticated")
+@tokens.require_auth(allow_legacy_header=True)
+def is_authenticated() -> Response:
+    claims = g.claims
+    return jsonify({"user_id": claims.user_id, "session_id": claims.session_id,
+                    "roles": claims.roles})
+
+
+@bp.get("/isAdmin")
+@tokens.require_auth
+def is_admin() -> Response:
+    return jsonify({"is_admin": "admin" in tokens.current_user().role_names})

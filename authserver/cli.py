@@ -1,0 +1,85 @@
+"""Command line: `flask --app authserver users …` and `flask --app authserver keys …`."""
+
+from __future__ import annotations
+
+import sys
+
+import click
+from flask import Flask, current_app
+from flask.cli import AppGroup
+
+from authserver import accounts, passwords
+from authserver.errors import Problem
+from authserver.identifiers import normalize_email
+from authserver.keys import keyring
+
+users_cli = AppGroup("users", help="Manage users.")
+keys_cli = AppGroup("keys", help="Manage the keys that sign access tokens.")
+
+
+@users_cli.command("create")
+@click.argument("email")
+@click.option("--role", "roles", multiple=True, help="Grant a role (repeatable), e.g. admin.")
+@click.option("--password-stdin", is_flag=True, help="Read a password from standard input.")
+@click.option("--name", default=None, help="Display name.")
+def create_user(email: str, roles: tuple[str, ...], password_stdin: bool,
+                name: str | None) -> None:
+    """Create a user (without --password-stdin, a passwordless one)."""
+    try:
+        email = normalize_email(email)
+        password_hash = None
+        if password_stdin:
+            password = sys.stdin.readline().rstrip("\r\n")
+            reason = passwords.check_policy(password, email)
+            if reason:
+                raise click.ClickException(f"weak password: {reason}")
+            password_hash = passwords.hash_password(password)
+        user = accounts.create(email=email, name=name, password_hash=password_hash,
+                               roles=list(roles))
+    except Problem as exc:
+        raise click.ClickException(exc.detail) from None
+    click.echo(f"created user {user.id} <{user.email}> roles={','.join(user.role_names) or '-'}")
+
+
+@users_cli.command("grant")
+@click.argument("email")
+@click.argument("role")
+def grant(email: str, role: str) -> None:
+    """Grant ROLE to the user with EMAIL."""
+    user = accounts.by_email(normalize_email(email))
+    if user is None:
+        raise click.ClickException("no such user")
+    accounts.add_role(user, role)
+    click.echo(f"{user.email}: {','.join(user.role_names)}")
+
+
+@keys_cli.command("list")
+def list_keys() -> None:
+    """Show the signing keys (never their private halves)."""
+    ring = keyring()
+    ring.reload()
+    ring.active()
+    from authserver.extensions import db
+    from authserver.models import SigningKey
+
+    for row in db.session.query(SigningKey).order_by(SigningKey.created_at):
+        click.echo(f"{row.kid}  {row.algorithm:6} {row.status:8} created {row.created_at:%Y-%m-%d}")
+
+
+@keys_cli.command("rotate")
+def rotate_keys() -> None:
+    """Start signing with a new key; the old one keeps verifying existing tokens."""
+    key = keyring().rotate()
+    click.echo(f"new active key {key.kid} ({key.algorithm})")
+
+
+@keys_cli.command("prune")
+def prune_keys() -> None:
+    """Delete retired keys older than the longest access-token lifetime."""
+    removed = keyring().prune(int(current_app.config["ACCESS_TOKEN_TTL"]) * 2)
+    click.echo(f"removed {removed} retired key(s)")
+
+
+def init_app(app: Flask) -> None:
+    app.cli.add_command(users_cli)
+    app.cli.add_command(keys_cli)

@@ -1,0 +1,180 @@
+"""The Problem exception and the handlers that turn every failure into RFC 9457 problem details.
+
+Flows raise `Problem(status, code, detail)`; only this module turns it into a response.
+JSON clients get `application/problem+json`; browsers on the HTML pages get an error page in
+the site's style with the same status. Nothing here ever puts a trace, SQL or secret in a body.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from flask import Flask, Response, current_app, jsonify, render_template, request
+from flask_limiter.errors import RateLimitExceeded
+from flask_wtf.csrf import CSRFError
+from jinja2 import TemplateNotFound
+from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeoutError
+from werkzeug.exceptions import HTTPException
+
+log = logging.getLogger("authserver.errors")
+
+TITLES = {
+    "invalid_request": "Invalid request",
+    "invalid_email": "Invalid e-mail address",
+    "invalid_phone": "Invalid phone number",
+    "phone_country_not_allowed": "Phone country not allowed",
+    "weak_password": "Password too weak",
+    "invalid_redirect": "Redirect not allowed",
+    "email_taken": "E-mail already registered",
+    "invalid_credentials": "Invalid credentials",
+    "account_disabled": "Account disabled",
+    "invalid_otp": "Invalid code",
+    "otp_attempts_exceeded": "Too many attempts",
+    "invalid_link": "Invalid or expired link",
+    "invalid_token": "Invalid token",
+    "invalid_grant": "Invalid grant",
+    "forbidden": "Forbidden",
+    "not_found": "Not found",
+    "rate_limited": "Too many requests",
+    "service_unavailable": "Service unavailable",
+    "internal_error": "Internal error",
+}
+
+#: Every `code` the API may answer with: the contract's list, nothing else.
+CODES = frozenset(TITLES)
+
+
+class Problem(Exception):
+    """An expected failure with an HTTP status and a stable machine-readable `code`."""
+
+    def __init__(
+        self,
+        status: int,
+        code: str,
+        detail: str,
+        *,
+        headers: dict[str, str] | None = None,
+        field: str | None = None,
+        extra: dict[str, Any] | None = None,
+    ) -> None:
+        if code not in CODES:
+            raise ValueError(f"unknown problem code {code!r}")
+        super().__init__(detail)
+        self.status = status
+        self.code = code
+        self.detail = detail
+        self.headers = headers or {}
+        self.field = field  # the form field the web pages show the message next to
+        self.extra = extra or {}
+
+    def body(self) -> dict[str, Any]:
+        return {
+            "type": f"urn:authserver:problem:{self.code}",
+            "title": TITLES[self.code],
+            "status": self.status,
+            "detail": self.detail,
+            "code": self.code,
+            **self.extra,
+        }
+
+
+def unavailable(detail: str, retry_after: int = 30) -> Problem:
+    return Problem(503, "service_unavailable", detail, headers={"Retry-After": str(retry_after)})
+
+
+def rate_limited(retry_after: int, detail: str = "Too many requests. Try again later.") -> Problem:
+    return Problem(429, "rate_limited", detail,
+                   headers={"Retry-After": str(max(1, int(retry_after)))})
+
+
+def invalid_token(
+    detail: str = "The access token is missing, malformed, expired or revoked.",
+) -> Problem:
+    return Problem(401, "invalid_token", detail,
+                   headers={"WWW-Authenticate": 'Bearer error="invalid_token"'})
+
+
+def wants_html() -> bool:
+    """True for the HTML pages (the web blueprint), where errors render as pages."""
+    return request.blueprint == "web" or (
+        request.blueprint is None
+        and not request.path.startswith(("/api/", "/.well-known/", "/openapi"))
+        and request.accept_mimetypes.accept_html
+        and not request.accept_mimetypes.accept_json
+    )
+
+
+def problem_response(problem: Problem) -> Response:
+    if wants_html():
+        try:
+            html = render_template("error.html", problem=problem)
+        except TemplateNotFound:
+            html = f"<!doctype html><title>{problem.status}</title><p>{problem.detail}</p>"
+        response = current_app.response_class(html, status=problem.status, mimetype="text/html")
+    else:
+        response = jsonify(problem.body())
+        response.status_code = problem.status
+        response.mimetype = "application/problem+json"
+    for name, value in problem.headers.items():
+        response.headers[name] = value
+    return response
+
+
+_HTTP_CODES = {404: "not_found", 403: "forbidden", 401: "invalid_token", 429: "rate_limited"}
+
+
+def _from_http(exc: HTTPException) -> Problem:
+    status = exc.code or 500
+    if status >= 500:
+        return Problem(500, "internal_error", "The server failed to handle this request.")
+    code = _HTTP_CODES.get(status, "invalid_request")
+    detail = {
+        404: "No such resource.",
+        405: f"{request.method} is not allowed here.",
+        413: "The request body is too large.",
+        415: "Send the body as application/json.",
+    }.get(status, exc.description or "The request could not be understood.")
+    return Problem(status, code, detail)
+
+
+def init_app(app: Flask) -> None:
+    @app.errorhandler(Problem)
+    def handle_problem(exc: Problem) -> Response:
+        return problem_response(exc)
+
+    @app.errorhandler(RateLimitExceeded)
+    def handle_rate_limit(exc: RateLimitExceeded) -> Response:
+        retry_after = 60
+        limit = getattr(exc, "limit", None)
+        if limit is not None:
+            retry_after = int(limit.limit.get_expiry())
+        return problem_response(rate_limited(retry_after))
+
+    @app.errorhandler(CSRFError)
+    def handle_csrf(exc: CSRFError) -> Response:
+        return problem_response(Problem(400, "invalid_request",
+                                        "The form expired or was not sent from this site. "
+                                        "Reload the page and try again."))
+
+    @app.errorhandler(HTTPException)
+    def handle_http(exc: HTTPException) -> Response:
+        return problem_response(_from_http(exc))
+
+    @app.errorhandler(OperationalError)
+    @app.errorhandler(PoolTimeoutError)
+    def handle_db_down(exc: Exception) -> Response:
+        # Only the class of failure is logged: the message can hold SQL with user input.
+        log.error("database unavailable: %s", type(exc).__name__)
+        return problem_response(unavailable("The database is not answering. Try again shortly."))
+
+    @app.errorhandler(DBAPIError)
+    @app.errorhandler(Exception)
+    def handle_unexpected(exc: Exception) -> Response:
+        if isinstance(exc, DBAPIError) and exc.connection_invalidated:
+            return handle_db_down(exc)
+        log.exception("unhandled error on %s %s", request.method, request.path)
+        return problem_response(
+            Problem(500, "internal_error", "The server failed to handle this request.")
+        )

@@ -1,0 +1,70 @@
+"""Sign up and sign in with an e-mail address and a password."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from flask import current_app
+
+from authserver import accounts, passwords, ratelimits, tokens
+from authserver.errors import Problem
+from authserver.extensions import client_ip, db
+from authserver.identifiers import normalize_email
+
+log = logging.getLogger("authserver.flows.password")
+
+AMR = ["pwd"]
+
+
+def _invalid_credentials() -> Problem:
+    # One answer for "no such user", "no password set" and "wrong password".
+    return Problem(401, "invalid_credentials", "The e-mail address or password is incorrect.")
+
+
+def sign_up(email: str, password: str, name: str | None = None, *,
+            client: str = "api") -> dict[str, Any]:
+    """Create an account with a password and sign it in (amr: pwd)."""
+    if not current_app.config["PASSWORD_SIGNUP_ENABLED"]:
+        raise Problem(403, "forbidden", "Sign-up with a password is turned off on this server.")
+    ratelimits.hit("signup-ip", client_ip(), current_app.config["SIGNUP_LIMIT_PER_IP"])
+    email = normalize_email(email)
+    reason = passwords.check_policy(password, email)
+    if reason:
+        raise Problem(422, "weak_password", reason, field="password")
+    if name is not None:
+        name = name.strip()[:200] or None
+    if accounts.by_email(email) is not None:
+        raise Problem(409, "email_taken", "An account with this e-mail already exists.",
+                      field="email")
+    user = accounts.create(email=email, name=name,
+                           password_hash=passwords.hash_password(password))
+    log.info("sign-up user=%s", user.id)
+    return tokens.issue(user, AMR, client=client)
+
+
+def sign_in(email: str, password: str, *, client: str = "api") -> dict[str, Any]:
+    """Check an e-mail address and password; sign the user in (amr: pwd)."""
+    config = current_app.config
+    ratelimits.hit("signin-ip", client_ip(), config["SIGNIN_LIMIT_PER_IP"])
+    try:
+        email = normalize_email(email)
+    except Problem:
+        # A malformed address can't match an account: same answer and cost as a wrong one.
+        passwords.verify_password(None, password)
+        raise _invalid_credentials() from None
+    ratelimits.hit("signin-account", email, config["SIGNIN_LIMIT_PER_ACCOUNT"])
+
+    user = accounts.by_email(email)
+    # An unknown user is checked against a dummy hash so both cases take the same time.
+    ok = passwords.verify_password(user.password_hash if user else None, password)
+    if not ok or user is None:
+        log.info("sign-in failed")
+        raise _invalid_credentials()
+    if user.disabled:
+        raise Problem(403, "account_disabled", "This account has been disabled.")
+    if user.password_hash and passwords.needs_rehash(user.password_hash):
+        user.password_hash = passwords.hash_password(password)
+        db.session.commit()
+    log.info("sign-in user=%s", user.id)
+    return tokens.issue(user, AMR, client=client)

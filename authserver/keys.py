@@ -1,0 +1,199 @@
+"""Signing keys: create on first use, encrypt at rest, rotate, publish as a JWKS.
+
+Private keys are stored encrypted with a Fernet key derived (HKDF) from SECRET_KEY, so a
+database dump alone cannot mint tokens. Every process keeps the keys it has loaded in memory:
+verifying a token costs no database query unless its `kid` is new to this process (a key
+rotated in by another worker), and such a miss reloads at most once every few seconds so
+forged `kid`s cannot turn into a query per request.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import logging
+import secrets
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import jwt
+from cryptography.fernet import Fernet, InvalidToken
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+from flask import Flask, current_app
+from sqlalchemy import select
+
+from authserver import clock
+from authserver.extensions import db
+from authserver.models import SigningKey
+
+log = logging.getLogger("authserver.keys")
+
+RELOAD_INTERVAL = 5.0  # seconds between database reloads caused by unknown kids
+
+
+@dataclass(frozen=True)
+class LoadedKey:
+    kid: str
+    algorithm: str
+    signing_key: Any  # private key object, or bytes for HS256
+    verifying_key: Any  # public key object, or bytes for HS256
+    public_jwk: dict[str, Any] | None
+    status: str
+
+
+def _fernet(secret_key: str) -> Fernet:
+    derived = HKDF(algorithm=hashes.SHA256(), length=32, salt=None,
+                   info=b"authserver signing keys at rest").derive(secret_key.encode())
+    return Fernet(base64.urlsafe_b64encode(derived))
+
+
+def _generate(algorithm: str) -> tuple[bytes, Any]:
+    """New key material: (PEM or raw secret bytes, private key object or secret)."""
+    if algorithm == "HS256":
+        secret = secrets.token_bytes(32)
+        return secret, secret
+    if algorithm == "ES256":
+        private: Any = ec.generate_private_key(ec.SECP256R1())
+    elif algorithm == "EdDSA":
+        private = ed25519.Ed25519PrivateKey.generate()
+    elif algorithm == "RS256":
+        private = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    else:
+        raise ValueError(f"unsupported algorithm {algorithm}")
+    pem = private.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                serialization.NoEncryption())
+    return pem, private
+
+
+def _public_jwk(kid: str, algorithm: str, private: Any) -> dict[str, Any] | None:
+    if algorithm == "HS256":
+        return None
+    algo = jwt.get_algorithm_by_name(algorithm)
+    jwk = json.loads(algo.to_jwk(private.public_key()))
+    jwk.update({"kid": kid, "alg": algorithm, "use": "sig"})
+    return jwk
+
+
+class KeyRing:
+    """The signing keys of one app, cached in this process."""
+
+    def __init__(self, app: Flask) -> None:
+        self._fernet = _fernet(app.config["SECRET_KEY"])
+        self._algorithm = app.config["JWT_ALGORITHM"]
+        self._keys: dict[str, LoadedKey] = {}
+        self._active: LoadedKey | None = None
+        self._lock = threading.Lock()
+        self._last_reload = 0.0
+
+    # -- loading ------------------------------------------------------------------------
+    def _load_row(self, row: SigningKey) -> LoadedKey:
+        try:
+            material = self._fernet.decrypt(row.private_key_encrypted.encode())
+        except InvalidToken:
+            raise RuntimeError(
+                f"signing key {row.kid} cannot be decrypted: SECRET_KEY changed since it was "
+                "made. Restore the old SECRET_KEY or run `flask --app authserver keys rotate`."
+            ) from None
+        if row.algorithm == "HS256":
+            signing = verifying = material
+        else:
+            signing = serialization.load_pem_private_key(material, password=None)
+            verifying = signing.public_key()
+        jwk = json.loads(row.public_jwk) if row.public_jwk else None
+        return LoadedKey(row.kid, row.algorithm, signing, verifying, jwk, row.status)
+
+    def reload(self) -> None:
+        rows = db.session.scalars(select(SigningKey).order_by(SigningKey.created_at)).all()
+        keys: dict[str, LoadedKey] = {}
+        active = None
+        for row in rows:
+            try:
+                loaded = self._load_row(row)
+            except RuntimeError as exc:
+                log.error("%s", exc)
+                continue
+            keys[row.kid] = loaded
+            if row.status == "active" and row.algorithm == self._algorithm:
+                active = loaded  # the newest active key of the configured algorithm signs
+        with self._lock:
+            self._keys = keys
+            self._active = active
+            self._last_reload = time.monotonic()
+
+    # -- use ------------------------------------------------------------------------------
+    def active(self) -> LoadedKey:
+        """The key new tokens are signed with; made and stored on first use."""
+        if self._active is None:
+            self.reload()
+        if self._active is None:
+            self.create()
+        assert self._active is not None
+        return self._active
+
+    def get(self, kid: str) -> LoadedKey | None:
+        """The key for a token's `kid`, or None. A miss reloads, at most once per interval."""
+        key = self._keys.get(kid)
+        if key is None and time.monotonic() - self._last_reload > RELOAD_INTERVAL:
+            self.reload()
+            key = self._keys.get(kid)
+        return key
+
+    def jwks(self) -> dict[str, Any]:
+        if not self._keys:
+            self.active()
+        elif time.monotonic() - self._last_reload > RELOAD_INTERVAL:
+            self.reload()  # pick up keys rotated in by other workers
+        return {"keys": [k.public_jwk for k in self._keys.values() if k.public_jwk]}
+
+    # -- management -------------------------------------------------------------------------
+    def create(self, algorithm: str | None = None) -> LoadedKey:
+        algorithm = algorithm or self._algorithm
+        material, private = _generate(algorithm)
+        kid = secrets.token_urlsafe(12)
+        row = SigningKey(
+            kid=kid,
+            algorithm=algorithm,
+            private_key_encrypted=self._fernet.encrypt(material).decode(),
+            public_jwk=json.dumps(_public_jwk(kid, algorithm, private)) if algorithm != "HS256"
+            else None,
+            status="active",
+        )
+        db.session.add(row)
+        db.session.commit()
+        log.info("created signing key %s (%s)", kid, algorithm)
+        self.reload()
+        return self._keys[kid]
+
+    def rotate(self) -> LoadedKey:
+        """Make a new active key; older ones retire but keep verifying until tokens expire."""
+        now = clock.now()
+        for row in db.session.scalars(select(SigningKey).where(SigningKey.status == "active")):
+            row.status = "retired"
+            row.retired_at = now
+        db.session.commit()
+        return self.create()
+
+    def prune(self, older_than_seconds: int) -> int:
+        """Delete retired keys retired longer ago than any token they signed can live."""
+        cutoff = clock.now().timestamp() - older_than_seconds
+        removed = 0
+        rows = db.session.scalars(select(SigningKey).where(SigningKey.status == "retired"))
+        for row in rows:
+            if row.retired_at and row.retired_at.timestamp() < cutoff:
+                db.session.delete(row)
+                removed += 1
+        db.session.commit()
+        self.reload()
+        return removed
+
+
+def keyring() -> KeyRing:
+    ring = current_app.extensions.get("authserver.keyring")
+    if ring is None:
+        ring = KeyRing(current_app._get_current_object())  # type: ignore[attr-defined]
+        current_app.extensions["authserver.keyring"] = ring
+    return ring

@@ -1,0 +1,20 @@
+"""The database tables. Import models from here: `from authserver.models import User`."""
+
+from authserver.models.handoff import HandoffCode
+from authserver.models.magic_link import MagicLink
+from authserver.models.otp import OtpChallenge
+from authserver.models.session import RefreshToken, Session
+from authserver.models.signing_key import SigningKey
+from authserver.models.user import Role, User, user_roles
+
+__all__ = [
+    "HandoffCode",
+    "MagicLink",
+    "OtpChallenge",
+    "RefreshToken",
+    "Role",
+    "Session",
+    "SigningKey",
+    "User",
+    "user_roles",
+]

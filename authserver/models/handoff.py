@@ -1,0 +1,30 @@
+"""One-time codes that hand a web sign-in over to a client app (redirect_to?code=...)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import ForeignKey, String
+from sqlalchemy.orm import Mapped, mapped_column
+
+from authserver import clock
+from authserver.extensions import db
+from authserver.models.base import TABLE_OPTIONS, UTCDateTime
+from authserver.models.session import BigId
+
+
+class HandoffCode(db.Model):
+    __tablename__ = "handoff_codes"
+    __table_args__ = TABLE_OPTIONS
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    code_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    user_id: Mapped[str] = mapped_column(
+        String(36), ForeignKey("users.id", ondelete="CASCADE"), index=True
+    )
+    amr: Mapped[str] = mapped_column(String(64))
+    redirect_to: Mapped[str] = mapped_column(String(2048))
+    code_challenge: Mapped[str | None] = mapped_column(String(128))  # PKCE S256
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=clock.now)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    used_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
