@@ -1,0 +1,215 @@
+"""Password hashing (argon2id) and the password policy (after NIST SP 800-63B).
+
+Every password is NFKC-normalised before it is checked, hashed or verified, so a user who
+types the same text on a different keyboard or OS (ligatures, full-width forms, composed vs.
+decomposed accents) still signs in.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import secrets
+import threading
+import unicodedata
+from importlib import resources
+
+from argon2 import PasswordHasher, Type
+from argon2.exceptions import Argon2Error, VerifyMismatchError
+
+__all__ = [
+    "HASH_LENGTH",
+    "MAX_LENGTH",
+    "MEMORY_COST_KIB",
+    "MIN_LENGTH",
+    "PARALLELISM",
+    "SALT_LENGTH",
+    "TIME_COST",
+    "check_policy",
+    "hash_password",
+    "needs_rehash",
+    "normalize",
+    "verify_password",
+]
+
+log = logging.getLogger(__name__)
+
+# OWASP Password Storage Cheat Sheet, first argon2id option (m=19 MiB, t=2, p=1): about 30 ms
+# per hash on one core, which keeps sign-in latency low while making offline guessing costly.
+# Raising any of these makes needs_rehash() true for older hashes, which are then upgraded at
+# the user's next successful sign-in.
+MEMORY_COST_KIB = 19_456
+TIME_COST = 2
+PARALLELISM = 1
+HASH_LENGTH = 32
+SALT_LENGTH = 16
+
+MIN_LENGTH = 8
+# Comfortably above NIST's "at least 64"; the cap bounds the work an attacker can make us do.
+MAX_LENGTH = 256
+
+# One precomposed code point decomposes into at most 4 (checked over all of Unicode), so NFKC
+# can shrink a string at most 4-fold; anything longer than this can never normalise to
+# MAX_LENGTH or fewer, and is refused without spending time normalising it.
+_MAX_RAW_LENGTH = 4 * MAX_LENGTH
+
+_COMMON_PASSWORDS_RESOURCE = "data/common-passwords.txt"
+
+_hasher = PasswordHasher(
+    time_cost=TIME_COST,
+    memory_cost=MEMORY_COST_KIB,
+    parallelism=PARALLELISM,
+    hash_len=HASH_LENGTH,
+    salt_len=SALT_LENGTH,
+    type=Type.ID,
+)
+
+_lock = threading.Lock()
+_common_passwords: frozenset[str] | None = None
+_dummy_hash: str | None = None
+
+
+def normalize(password: str) -> str:
+    """NFKC-normalise a password, as NIST SP 800-63B section 5.1.1.2 recommends."""
+    return unicodedata.normalize("NFKC", password)
+
+
+def hash_password(password: str) -> str:
+    """Return an encoded argon2id hash of the normalised password.
+
+    Raises ValueError for a password that check_policy() would refuse as too long or not
+    encodable; callers are expected to have run check_policy() first.
+    """
+    prepared = _prepare(password)
+    if prepared is None:
+        raise ValueError("password is too long or contains invalid Unicode")
+    return _hasher.hash(prepared)
+
+
+def verify_password(stored_hash: str | None, password: str) -> bool:
+    """Check a password against a stored hash, in time independent of whether the user exists.
+
+    A missing hash (unknown user, or a user without a password) is verified against a dummy
+    hash with the same parameters so that the answer takes as long as a real mismatch. A
+    malformed or foreign hash is logged and counts as a mismatch; this never raises.
+    """
+    prepared = _prepare(password)
+    if stored_hash is None or prepared is None:
+        _burn_verify_time(prepared)
+        return False
+    try:
+        return _hasher.verify(stored_hash, prepared)
+    except VerifyMismatchError:
+        return False
+    except (Argon2Error, ValueError) as exc:
+        # Only the scheme prefix is logged: enough to spot a bcrypt import or a truncated
+        # column, without writing a crackable hash into the logs.
+        log.warning(
+            "Stored password hash could not be verified (%s, scheme %r); treating it as a "
+            "mismatch.",
+            type(exc).__name__,
+            _scheme_of(stored_hash),
+        )
+        _burn_verify_time(prepared)
+        return False
+
+
+def needs_rehash(stored_hash: str) -> bool:
+    """True when the hash was not made with the current parameters (or is not argon2 at all)."""
+    try:
+        return _hasher.check_needs_rehash(stored_hash)
+    except (Argon2Error, ValueError):
+        return True
+
+
+def check_policy(password: str, email: str | None = None) -> str | None:
+    """Return None when the password is acceptable, else a short reason to show the user.
+
+    NIST SP 800-63B rules: length in code points after NFKC, no composition rules, any
+    Unicode (spaces and emoji included), and a refusal of known-common or context-specific
+    choices.
+    """
+    if len(password) > _MAX_RAW_LENGTH:
+        return f"Use at most {MAX_LENGTH} characters."
+    normalized = normalize(password)
+    if not _is_encodable(normalized):
+        return "Use only valid Unicode characters."
+    if len(normalized) < MIN_LENGTH:
+        return f"Use at least {MIN_LENGTH} characters."
+    if len(normalized) > MAX_LENGTH:
+        return f"Use at most {MAX_LENGTH} characters."
+
+    folded = normalized.casefold()
+    if len(set(folded)) == 1:
+        return "Don't use a single character repeated."
+    if folded in _load_common_passwords():
+        return "This password is too common. Choose something less predictable."
+    if email and folded in _email_forms(email):
+        return "Don't use your e-mail address as your password."
+    return None
+
+
+def _prepare(password: str) -> str | None:
+    """Normalised password ready for argon2, or None when no stored hash could ever match it."""
+    if len(password) > _MAX_RAW_LENGTH:
+        return None
+    normalized = normalize(password)
+    if len(normalized) > MAX_LENGTH or not _is_encodable(normalized):
+        return None
+    return normalized
+
+
+def _is_encodable(text: str) -> bool:
+    # JSON lets a client send lone surrogates ("\ud800"), which Python accepts in a str but
+    # which cannot be encoded to UTF-8 for hashing.
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _email_forms(email: str) -> set[str]:
+    folded = normalize(email.strip()).casefold()
+    local, _, _domain = folded.rpartition("@")
+    return {form for form in (folded, local) if form}
+
+
+def _scheme_of(stored_hash: object) -> str:
+    if not isinstance(stored_hash, str):
+        return type(stored_hash).__name__
+    parts = stored_hash.split("$")
+    return f"${parts[1]}" if len(parts) > 2 else "<none>"
+
+
+def _burn_verify_time(password: str | None) -> None:
+    with contextlib.suppress(VerifyMismatchError):
+        _hasher.verify(_get_dummy_hash(), password or "")
+
+
+def _get_dummy_hash() -> str:
+    global _dummy_hash
+    if _dummy_hash is None:
+        with _lock:
+            if _dummy_hash is None:
+                # A random secret nobody knows, so even a lucky guess cannot match it.
+                _dummy_hash = _hasher.hash(secrets.token_urlsafe(32))
+    return _dummy_hash
+
+
+def _load_common_passwords() -> frozenset[str]:
+    global _common_passwords
+    if _common_passwords is None:
+        with _lock:
+            if _common_passwords is None:
+                # A missing list is a packaging bug; failing loudly beats silently accepting
+                # "password1".
+                text = (
+                    resources.files(__package__ or "authserver")
+                    .joinpath(_COMMON_PASSWORDS_RESOURCE)
+                    .read_text(encoding="utf-8")
+                )
+                _common_passwords = frozenset(
+                    normalize(line.strip()).casefold() for line in text.splitlines() if line.strip()
+                )
+    return _common_passwords
