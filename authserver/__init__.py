@@ -68,6 +68,8 @@ def _configure_logging(app: Flask) -> None:
     level = getattr(logging, str(app.config["LOG_LEVEL"]).upper(), logging.INFO)
     logger = logging.getLogger("authserver")
     logger.setLevel(level)
+    # The Twilio SDK logs each request URL (with the account SID) at INFO.
+    logging.getLogger("twilio.http_client").setLevel(logging.WARNING)
     if not logging.getLogger().handlers and not logger.handlers:
         handler = logging.StreamHandler()
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))

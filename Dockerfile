@@ -1,0 +1,22 @@
+FROM python:3.11-slim
+
+ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 FLASK_APP=authserver
+WORKDIR /app
+
+COPY requirements.txt .
+RUN pip install --no-cache-dir -r requirements.txt
+
+COPY authserver authserver
+COPY migrations migrations
+COPY templates templates
+COPY static static
+COPY wsgi.py docker-entrypoint.sh ./
+
+RUN useradd --system --home /app authserver && mkdir -p /app/instance \
+    && chown authserver /app/instance
+USER authserver
+
+EXPOSE 8000
+ENTRYPOINT ["./docker-entrypoint.sh"]
+CMD ["gunicorn", "--bind", "0.0.0.0:8000", "--workers", "4", "--threads", "4", \
+     "--access-logfile", "-", "wsgi:app"]

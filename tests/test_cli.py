@@ -1,0 +1,38 @@
+"""flask users … and flask keys …"""
+
+from __future__ import annotations
+
+from authserver import accounts, passwords
+
+
+def test_create_admin_with_password_from_stdin(app, runner, client):
+    result = runner.invoke(args=["users", "create", "Boss@Example.com", "--role", "admin",
+                                 "--role", "ops", "--password-stdin"],
+                           input="a long enough passphrase\n")
+    assert result.exit_code == 0, result.output
+    assert "a long enough passphrase" not in result.output
+    user = accounts.by_email("boss@example.com")
+    assert sorted(user.role_names) == ["admin", "ops"]
+    assert passwords.verify_password(user.password_hash, "a long enough passphrase")
+    signin = client.post("/api/v1/signin", json={"email": "boss@example.com",
+                                                 "password": "a long enough passphrase"})
+    assert signin.status_code == 200 and signin.get_json()["user"]["roles"] == ["admin", "ops"]
+
+
+def test_create_refuses_weak_password_and_duplicates(app, runner):
+    weak = runner.invoke(args=["users", "create", "a@example.com", "--password-stdin"],
+                         input="password\n")
+    assert weak.exit_code != 0 and "weak password" in weak.output
+    assert runner.invoke(args=["users", "create", "a@example.com"]).exit_code == 0
+    again = runner.invoke(args=["users", "create", "a@example.com"])
+    assert again.exit_code != 0 and "already exists" in again.output
+
+
+def test_keys_rotate_and_list(app, runner):
+    first = runner.invoke(args=["keys", "list"])
+    assert first.exit_code == 0 and "active" in first.output
+    rotated = runner.invoke(args=["keys", "rotate"])
+    assert rotated.exit_code == 0 and "new active key" in rotated.output
+    listing = runner.invoke(args=["keys", "list"]).output
+    assert listing.count("active") == 1 and listing.count("retired") == 1
+    assert "PRIVATE" not in listing
