@@ -8,6 +8,7 @@ from authserver import tokens
 from authserver.api import bp
 from authserver.api.body import json_body
 from authserver.extensions import limiter
+from authserver.flows import handoff
 
 
 def _token_limit() -> str:
@@ -46,3 +47,10 @@ def is_authenticated() -> Response:
 @tokens.require_auth
 def is_admin() -> Response:
     return jsonify({"is_admin": "admin" in tokens.current_user().role_names})
+
+
+@bp.post("/token/exchange")
+@limiter.limit(_token_limit)
+def exchange() -> Response:
+    body = json_body(required=("code",), optional=("code_verifier",))
+    return jsonify(handoff.exchange(body["code"], body["code_verifier"]))

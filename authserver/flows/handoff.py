@@ -1,0 +1,108 @@
+"""Handing a web sign-in over to a client app: redirect_to?code=… and POST /token/exchange.
+
+The browser never carries an access or refresh token in a URL. After a web sign-in that began
+with an allow-listed `redirect_to`, the app receives a one-time code (60 s, single use) and
+exchanges it server-to-server, proving with PKCE (S256) that it is the app that started the
+sign-in when it gave a `code_challenge`.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import logging
+import re
+import secrets
+from datetime import timedelta
+from typing import Any
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+from flask import current_app
+from sqlalchemy import select, update
+
+from authserver import clock, tokens
+from authserver.errors import Problem
+from authserver.extensions import db
+from authserver.models import HandoffCode, User
+
+log = logging.getLogger("authserver.flows.handoff")
+
+CHALLENGE_RE = re.compile(r"^[A-Za-z0-9_-]{43,128}$")
+VERIFIER_RE = re.compile(r"^[A-Za-z0-9._~-]{43,128}$")
+
+
+def _hash(code: str) -> str:
+    return hashlib.sha256(code.encode()).hexdigest()
+
+
+def check_challenge(code_challenge: str | None, method: str | None = None) -> str | None:
+    """A PKCE challenge as given at sign-in start, or 400 when it is not S256-shaped."""
+    if not code_challenge:
+        return None
+    if (method or "S256") != "S256" or not CHALLENGE_RE.match(code_challenge):
+        raise Problem(400, "invalid_request",
+                      "code_challenge must be a base64url SHA-256 (method S256).")
+    return code_challenge
+
+
+def create_code(user: User, amr: list[str], redirect_to: str,
+                code_challenge: str | None = None) -> str:
+    """Store a one-time code for `user` and return it (only its hash is kept)."""
+    code = secrets.token_urlsafe(32)
+    now = clock.now()
+    db.session.add(HandoffCode(
+        code_hash=_hash(code),
+        user_id=user.id,
+        amr=" ".join(amr),
+        redirect_to=redirect_to,
+        code_challenge=code_challenge,
+        created_at=now,
+        expires_at=now + timedelta(seconds=current_app.config["HANDOFF_CODE_TTL"]),
+    ))
+    db.session.commit()
+    return code
+
+
+def redirect_url(redirect_to: str, code: str) -> str:
+    """redirect_to with ?code=… added (keeping any query it already has)."""
+    parts = urlsplit(redirect_to)
+    query = [*parse_qsl(parts.query, keep_blank_values=True), ("code", code)]
+    return urlunsplit((parts.scheme, parts.netloc, parts.path, urlencode(query), parts.fragment))
+
+
+def _invalid_grant() -> Problem:
+    return Problem(401, "invalid_grant", "The code is unknown, used, expired, or the "
+                                         "code_verifier does not match.")
+
+
+def exchange(code: str, code_verifier: str | None = None) -> dict[str, Any]:
+    """Trade a hand-off code for the token response; the code dies whatever the outcome."""
+    row = db.session.scalar(select(HandoffCode).where(HandoffCode.code_hash == _hash(code)))
+    now = clock.now()
+    if row is None:
+        raise _invalid_grant()
+    # Burn it first: one conditional UPDATE decides the single winner of concurrent exchanges,
+    # and a wrong verifier burns it too so a stolen code can't be brute-forced.
+    won = db.session.execute(
+        update(HandoffCode)
+        .where(HandoffCode.id == row.id, HandoffCode.used_at.is_(None),
+               HandoffCode.expires_at > now)
+        .values(used_at=now)
+    ).rowcount == 1
+    db.session.commit()
+    if not won:
+        log.info("hand-off code refused: used or expired")
+        raise _invalid_grant()
+    if row.code_challenge:
+        if not code_verifier or not VERIFIER_RE.match(code_verifier):
+            raise _invalid_grant()
+        digest = hashlib.sha256(code_verifier.encode("ascii")).digest()
+        expected = base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
+        if not hmac.compare_digest(expected, row.code_challenge):
+            log.info("hand-off code refused: PKCE verifier mismatch")
+            raise _invalid_grant()
+    user = db.session.get(User, row.user_id)
+    if user is None:
+        raise _invalid_grant()
+    return tokens.issue(user, row.amr.split())
