@@ -69,7 +69,7 @@ def document() -> dict[str, Any]:
                 "resend_after": {"type": "integer"}}}, "Sent")),
             (400, 422, 429, 503), _body(["phone"], {"phone": STR}), tag="sms")},
         "/api/v1/otp/verify": {"post": _op(
-            "Sign in with the texted code", TOKEN_OK, (400, 401, 403, 429),
+            "Sign in with the texted code", TOKEN_OK, (400, 401, 403, 422, 429, 503),
             _body(["phone", "code"], {"phone": STR, "code": STR}), tag="sms")},
         "/api/v1/magic-link/request": {"post": _op(
             "E-mail a sign-in link and code",

@@ -1,0 +1,31 @@
+"""POST /otp/request, POST /otp/verify: sign in with a code sent by SMS."""
+
+from __future__ import annotations
+
+from flask import Response, jsonify
+from flask.blueprints import BlueprintSetupState
+
+from authserver.api import bp
+from authserver.api.body import json_body
+from authserver.flows import sms_otp
+
+
+@bp.record_once
+def _init_sms(state: BlueprintSetupState) -> None:
+    # Runs once per app as create_app registers the API: builds the SMS sender, checks the
+    # SMS settings and warns about SMS_TEST_NUMBERS at start rather than on the first text.
+    sms_otp.init_app(state.app)
+
+
+@bp.post("/otp/request")
+def otp_request() -> tuple[Response, int]:
+    body = json_body(required=("phone",))
+    sent = sms_otp.request_code(body["phone"])
+    return jsonify({"sent": sent["sent"], "expires_in": sent["expires_in"],
+                    "resend_after": sent["resend_after"]}), 202
+
+
+@bp.post("/otp/verify")
+def otp_verify() -> Response:
+    body = json_body(required=("phone", "code"))
+    return jsonify(sms_otp.verify_code(body["phone"], body["code"]))
