@@ -103,6 +103,8 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("MAGIC_LINK_RESEND_COOLDOWN", 30, int, "seconds between mails to one address"),
     Setting("MAGIC_LINK_LIMIT_PER_EMAIL_HOUR", "5/hour", str, "mails per address per hour"),
     Setting("MAGIC_LINK_LIMIT_PER_IP_HOUR", "30/hour", str, "link requests per client IP per hour"),
+    Setting("MAGIC_LINK_VERIFY_LIMIT_PER_IP", "30/minute", str,
+            "link/code sign-in attempts per client IP (API and the /auth/magic button)"),
     Setting("SMTP_HOST", "localhost", str, ""),
     Setting("SMTP_PORT", 25, int, ""),
     Setting("SMTP_USERNAME", "", str, ""),

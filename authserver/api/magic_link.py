@@ -1,0 +1,35 @@
+"""POST /magic-link/request, POST /magic-link/verify."""
+
+from __future__ import annotations
+
+from flask import Response, current_app, jsonify
+
+from authserver.api import bp
+from authserver.api.body import json_body
+from authserver.errors import Problem
+from authserver.extensions import limiter
+from authserver.flows import magic_link
+
+
+def _verify_limit() -> str:
+    return current_app.config["MAGIC_LINK_VERIFY_LIMIT_PER_IP"]
+
+
+@bp.post("/magic-link/request")
+def request_link() -> tuple[Response, int]:
+    body = json_body(required=("email",),
+                     optional=("redirect_to", "code_challenge", "code_challenge_method"))
+    result = magic_link.request_link(body["email"], body["redirect_to"],
+                                     body["code_challenge"], body["code_challenge_method"])
+    return jsonify(result), 202
+
+
+@bp.post("/magic-link/verify")
+@limiter.limit(_verify_limit)
+def verify() -> Response:
+    body = json_body(optional=("token", "email", "code"))
+    if body["token"]:
+        return jsonify(magic_link.verify_link(body["token"]))
+    if body["email"] and body["code"]:
+        return jsonify(magic_link.verify_code(body["email"], body["code"]))
+    raise Problem(400, "invalid_request", "Send either {token} or {email, code}.")
