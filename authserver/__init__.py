@@ -51,10 +51,11 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     limiter.init_app(app)
     app.extensions["authserver.keyring"] = KeyRing(app)
 
-    from authserver import api, meta
+    from authserver import api, meta, web
 
     app.register_blueprint(api.bp)
     app.register_blueprint(meta.bp)
+    app.register_blueprint(web.bp)
     csrf.exempt(api.bp)
     csrf.exempt(meta.bp)
 

@@ -8,6 +8,7 @@ half of the tests skips with the reason.
 
 from __future__ import annotations
 
+import contextvars
 import os
 import uuid
 from collections.abc import Iterator
@@ -15,6 +16,7 @@ from typing import Any
 
 import pymysql
 import pytest
+from flask.testing import FlaskClient
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
 
@@ -167,3 +169,16 @@ def admin_token(app: Any, client: Any) -> str:
     response = client.post("/api/v1/signin",
                            json={"email": "root@example.com", "password": PASSWORD})
     return response.get_json()["access_token"]
+
+
+class IsolatedClient(FlaskClient):
+    """A test client whose requests each get their own app context (own `g`, own DB session).
+
+    The `app` fixture keeps an app context open for the test body, and Flask reuses an open
+    context for requests; that shares `g` (e.g. Flask-WTF's CSRF token) across requests in a
+    way production never does. Running each request in an empty contextvars.Context restores
+    one context per request.
+    """
+
+    def open(self, *args: Any, **kwargs: Any) -> Any:
+        return contextvars.Context().run(super().open, *args, **kwargs)

@@ -1,0 +1,51 @@
+"""/account: who is signed in, how, where else; sign out here or everywhere."""
+
+from __future__ import annotations
+
+from flask import redirect, render_template, url_for
+from sqlalchemy import select
+from werkzeug.wrappers import Response
+
+from authserver import clock, tokens
+from authserver.extensions import db
+from authserver.models import Session
+from authserver.web import bp
+from authserver.web import session as web_session
+from authserver.web.forms import ConfirmForm
+
+AMR_LABELS = {"pwd": "password", "sms": "code texted to your phone",
+              "email": "link or code e-mailed to you", "otp": "one-time code", "mfa": "2 factors"}
+
+
+@bp.get("/account")
+def account() -> Response | str:
+    found = web_session.current()
+    if found is None:
+        return redirect(url_for("web.login"))
+    current, user = found
+    sessions = db.session.scalars(
+        select(Session)
+        .where(Session.user_id == user.id, Session.revoked_at.is_(None),
+               Session.expires_at > clock.now())
+        .order_by(Session.last_used_at.desc())
+        .limit(50)
+    ).all()
+    return render_template("account.html", user=user, current=current, sessions=sessions,
+                           amr_labels=AMR_LABELS, form=ConfirmForm())
+
+
+@bp.post("/logout")
+def logout() -> Response:
+    form = ConfirmForm()
+    form.validate_on_submit()  # CSRFProtect has already refused a forged post
+    web_session.logout()
+    return redirect(url_for("web.login", signed_out=1), code=303)
+
+
+@bp.post("/account/sign-out-everywhere")
+def sign_out_everywhere() -> Response:
+    found = web_session.current()
+    if found is not None:
+        tokens.revoke_user_sessions(found[1].id, reason="sign_out_everywhere")
+    web_session.logout()
+    return redirect(url_for("web.login", signed_out=1), code=303)

@@ -1,0 +1,36 @@
+"""The web forms (Flask-WTF: every one carries a CSRF token)."""
+
+from __future__ import annotations
+
+from flask_wtf import FlaskForm
+from wtforms import EmailField, HiddenField, PasswordField, StringField, TelField
+from wtforms.validators import InputRequired, Length
+
+
+class PasswordLoginForm(FlaskForm):
+    email = EmailField("E-mail", validators=[InputRequired(), Length(max=254)])
+    password = PasswordField("Password", validators=[InputRequired(), Length(max=1024)])
+
+
+class SignupForm(FlaskForm):
+    name = StringField("Name (optional)", validators=[Length(max=200)])
+    email = EmailField("E-mail", validators=[InputRequired(), Length(max=254)])
+    password = PasswordField("Password", validators=[InputRequired(), Length(max=1024)])
+
+
+class EmailLinkForm(FlaskForm):
+    email = EmailField("E-mail", validators=[InputRequired(), Length(max=254)])
+
+
+class PhoneForm(FlaskForm):
+    phone = TelField("Mobile number", validators=[InputRequired(), Length(max=40)])
+
+
+class SmsCodeForm(FlaskForm):
+    code = StringField("6-digit code", validators=[InputRequired(), Length(max=12)])
+
+
+class ConfirmForm(FlaskForm):
+    """A bare form for buttons (sign out, sign out everywhere, confirm a link)."""
+
+    token = HiddenField()

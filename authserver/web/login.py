@@ -1,0 +1,75 @@
+"""/login (password), /signup, and the start of a hand-off to a client app."""
+
+from __future__ import annotations
+
+from flask import redirect, request, session, url_for
+from werkzeug.wrappers import Response
+
+from authserver.errors import Problem
+from authserver.flows import handoff, password
+from authserver.redirects import check_redirect
+from authserver.web import bp
+from authserver.web import session as web_session
+from authserver.web.forms import EmailLinkForm, PasswordLoginForm, PhoneForm, SignupForm
+from authserver.web.pages import form_problem, render_form
+
+
+def _remember_handoff() -> Problem | None:
+    """Keep ?redirect_to=&code_challenge= of an app's sign-in for after the sign-in."""
+    redirect_to = request.args.get("redirect_to")
+    if not redirect_to:
+        return None
+    try:
+        target = check_redirect(redirect_to)
+        challenge = handoff.check_challenge(request.args.get("code_challenge"),
+                                            request.args.get("code_challenge_method"))
+    except Problem as problem:
+        return problem
+    session[web_session.HANDOFF_KEY] = {"redirect_to": target, "code_challenge": challenge}
+    return None
+
+
+def _login_page(form: PasswordLoginForm | None = None, problem: Problem | None = None,
+                status: int | None = None) -> tuple[str, int]:
+    page, code = render_form("login.html", form or PasswordLoginForm(), problem,
+                             email_form=EmailLinkForm(formdata=None),
+                             phone_form=PhoneForm(formdata=None))
+    return page, status or code
+
+
+@bp.route("/login", methods=["GET", "POST"])
+def login() -> Response | tuple[str, int]:
+    if request.method == "GET":
+        problem = _remember_handoff()
+        if problem is None and web_session.current() and not session.get(
+                web_session.HANDOFF_KEY):
+            return redirect(url_for("web.account"), code=303)
+        return _login_page(problem=problem)
+    form = PasswordLoginForm()
+    if not form.validate_on_submit():
+        return _login_page(form, form_problem(form))
+    try:
+        tokens = password.sign_in(form.email.data, form.password.data, client="web")
+    except Problem as problem:
+        return _login_page(form, problem)
+    return web_session.after_sign_in(tokens)
+
+
+@bp.route("/signup", methods=["GET", "POST"])
+def signup() -> Response | tuple[str, int]:
+    form = SignupForm()
+    if request.method == "GET":
+        return render_form("signup.html", form, _remember_handoff())
+    if not form.validate_on_submit():
+        return render_form("signup.html", form, form_problem(form))
+    try:
+        tokens = password.sign_up(form.email.data, form.password.data, form.name.data or None,
+                                  client="web")
+    except Problem as problem:
+        return render_form("signup.html", form, problem)
+    return web_session.after_sign_in(tokens)
+
+
+@bp.get("/")
+def index() -> Response:
+    return redirect(url_for("web.account" if web_session.current() else "web.login"))

@@ -1,0 +1,34 @@
+"""What every page handler shares: rendering a form with a flow's Problem next to its field."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import render_template
+from flask_wtf import FlaskForm
+
+from authserver.errors import Problem
+
+
+def render_form(template: str, form: FlaskForm, problem: Problem | None = None,
+                **context: Any) -> tuple[str, int]:
+    """Render `template`; with a Problem, show its detail (the API's wording) in place."""
+    status = 200
+    if problem is not None:
+        status = problem.status
+        field = getattr(form, problem.field, None) if problem.field else None
+        if field is not None and field.name != "csrf_token":
+            field.errors = [*field.errors, problem.detail]
+        else:
+            context["page_error"] = problem.detail
+    elif form.errors:
+        status = 400
+    return render_template(template, form=form, **context), status
+
+
+def form_problem(form: FlaskForm) -> Problem | None:
+    """A Problem for a form that failed its own checks (missing field, expired CSRF token)."""
+    if "csrf_token" in form.errors:
+        return Problem(400, "invalid_request",
+                       "The form expired. Reload the page and try again.")
+    return None

@@ -1,0 +1,50 @@
+"""/login/sms: ask for a code by SMS, then type it on the code page."""
+
+from __future__ import annotations
+
+from flask import redirect, request, session, url_for
+from werkzeug.wrappers import Response
+
+from authserver.errors import Problem
+from authserver.flows import sms_otp
+from authserver.web import bp
+from authserver.web import session as web_session
+from authserver.web.forms import PhoneForm, SmsCodeForm
+from authserver.web.pages import form_problem, render_form
+
+PHONE_KEY = "sms_phone"
+
+
+@bp.route("/login/sms", methods=["GET", "POST"])
+def sms_request() -> Response | tuple[str, int]:
+    form = PhoneForm()
+    if request.method == "GET":
+        return render_form("sms_request.html", form)
+    if not form.validate_on_submit():
+        return render_form("sms_request.html", form, form_problem(form))
+    try:
+        sent = sms_otp.request_code(form.phone.data)
+    except Problem as problem:
+        return render_form("sms_request.html", form, problem)
+    session[PHONE_KEY] = sent["phone"]
+    return redirect(url_for("web.sms_code"), code=303)
+
+
+@bp.route("/login/sms/code", methods=["GET", "POST"])
+def sms_code() -> Response | tuple[str, int]:
+    phone = session.get(PHONE_KEY)
+    if not phone:
+        return redirect(url_for("web.sms_request"))
+    form = SmsCodeForm()
+    if request.method == "GET":
+        return render_form("sms_code.html", form, phone=phone)
+    if not form.validate_on_submit():
+        return render_form("sms_code.html", form, form_problem(form), phone=phone)
+    try:
+        tokens = sms_otp.verify_code(phone, form.code.data.strip(), client="web")
+    except Problem as problem:
+        if problem.field is None:
+            problem.field = "code"
+        return render_form("sms_code.html", form, problem, phone=phone)
+    session.pop(PHONE_KEY, None)
+    return web_session.after_sign_in(tokens)
