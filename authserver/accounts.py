@@ -50,6 +50,25 @@ def create(*, email: str | None = None, phone: str | None = None, name: str | No
     return user
 
 
+def find_or_create(*, email: str | None = None, phone: str | None = None) -> User:
+    """The account that owns this (normalised) e-mail or phone, created if there is none.
+
+    For the passwordless flows: proving control of an address is enough to open an account.
+    Two first sign-ins at the same moment both try to insert; the loser takes the winner's.
+    """
+    assert (email is None) != (phone is None), "exactly one of email, phone"
+    find = (lambda: by_email(email)) if email else (lambda: by_phone(phone))  # type: ignore[arg-type]
+    user = find()
+    if user is None:
+        try:
+            user = create(email=email, phone=phone)
+        except Problem:
+            user = find()
+            if user is None:
+                raise
+    return user
+
+
 def _role(name: str) -> Role:
     if not isinstance(name, str) or not name.strip() or len(name) > ROLE_NAME_MAX:
         raise Problem(422, "invalid_request", "A role is a name of 1 to 64 characters.")

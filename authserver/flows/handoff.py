@@ -28,8 +28,8 @@ from authserver.models import HandoffCode, User
 
 log = logging.getLogger("authserver.flows.handoff")
 
-CHALLENGE_RE = re.compile(r"^[A-Za-z0-9_-]{43,128}$")
-VERIFIER_RE = re.compile(r"^[A-Za-z0-9._~-]{43,128}$")
+CHALLENGE_RE = re.compile(r"^[A-Za-z0-9_-]{43,128}\Z")
+VERIFIER_RE = re.compile(r"^[A-Za-z0-9._~-]{43,128}\Z")
 
 
 def _hash(code: str) -> str:
@@ -37,12 +37,16 @@ def _hash(code: str) -> str:
 
 
 def check_challenge(code_challenge: str | None, method: str | None = None) -> str | None:
-    """A PKCE challenge as given at sign-in start, or 400 when it is not S256-shaped."""
-    if not code_challenge:
+    """A PKCE challenge given at sign-in start (S256 only), or 422 invalid_request."""
+    if method is not None and method != "S256":
+        raise Problem(422, "invalid_request", "code_challenge_method must be S256.",
+                      field="code_challenge_method")
+    if code_challenge is None or code_challenge == "":
         return None
-    if (method or "S256") != "S256" or not CHALLENGE_RE.match(code_challenge):
-        raise Problem(400, "invalid_request",
-                      "code_challenge must be a base64url SHA-256 (method S256).")
+    if not CHALLENGE_RE.match(code_challenge):
+        raise Problem(422, "invalid_request",
+                      "code_challenge must be 43 to 128 base64url characters (S256).",
+                      field="code_challenge")
     return code_challenge
 
 

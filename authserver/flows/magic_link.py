@@ -20,7 +20,6 @@ from __future__ import annotations
 import hashlib
 import hmac
 import logging
-import re
 import secrets
 import threading
 import time
@@ -36,6 +35,7 @@ from sqlalchemy import delete, select, update
 from authserver import accounts, clock, ratelimits, tokens
 from authserver.errors import Problem, unavailable
 from authserver.extensions import client_ip, db
+from authserver.flows import handoff
 from authserver.identifiers import normalize_email
 from authserver.models import MagicLink, User
 from authserver.models.base import new_id
@@ -54,7 +54,6 @@ MAX_TOKEN_LENGTH = 512
 # A person rarely has more than a couple of mails outstanding (MAGIC_LINK_LIMIT_PER_EMAIL_HOUR
 # caps it); a code is compared against at most this many of the newest.
 MAX_CODE_CANDIDATES = 10
-_CODE_CHALLENGE = re.compile(r"[A-Za-z0-9_-]{43,128}")
 _SENDER_KEY = "authserver.email_sender"
 _TIMING_KEY = "authserver.magic_link_send_seconds"
 
@@ -169,19 +168,6 @@ def _timing() -> _SendTiming:
     return timing  # type: ignore[no-any-return]
 
 
-def _check_code_challenge(code_challenge: str | None, method: str | None) -> str | None:
-    if method is not None and method != "S256":
-        raise Problem(422, "invalid_request", "code_challenge_method must be S256.",
-                      field="code_challenge_method")
-    if code_challenge is None:
-        return None
-    if not _CODE_CHALLENGE.fullmatch(code_challenge):
-        raise Problem(422, "invalid_request",
-                      "code_challenge must be 43 to 128 base64url characters (S256).",
-                      field="code_challenge")
-    return code_challenge
-
-
 def _limits(email: str) -> list[tuple[str, str, str]]:
     config = current_app.config
     limits = [
@@ -205,7 +191,7 @@ def request_link(email: str, redirect_to: str | None = None,
     config = current_app.config
     email = normalize_email(email)
     redirect_to = check_redirect(redirect_to)
-    code_challenge = _check_code_challenge(code_challenge, code_challenge_method)
+    code_challenge = handoff.check_challenge(code_challenge, code_challenge_method)
     limits = _limits(email)
     for name, key, spec in limits:
         ratelimits.check(name, key, spec,
@@ -289,19 +275,12 @@ def _consume(link_id: str) -> bool:
 
 def _user_for(email: str) -> User:
     """The account that owns `email`, created on its first e-mail sign-in when allowed."""
-    user = accounts.by_email(email)
-    if user is None:
-        if not current_app.config["EMAIL_SIGNUP_ENABLED"]:
+    if current_app.config["EMAIL_SIGNUP_ENABLED"]:
+        user = accounts.find_or_create(email=email)
+    else:
+        user = accounts.by_email(email)
+        if user is None:
             raise _invalid_link()
-        try:
-            user = accounts.create(email=email)
-        except Problem as exc:
-            if exc.code != "email_taken":
-                raise
-            # Signed up by another request at the same moment: that account is this person's.
-            user = accounts.by_email(email)
-            if user is None:
-                raise
     if user.disabled:
         raise Problem(403, "account_disabled", "This account has been disabled.")
     return user

@@ -391,23 +391,15 @@ def _check_with_provider(phone: str, code: str, challenge: _Challenge) -> bool:
 
 def _user_for(phone: str) -> User:
     """The account that owns `phone`, created on its first SMS sign-in when allowed."""
-    user = accounts.by_phone(phone)
-    if user is None:
-        if not current_app.config["PHONE_SIGNUP_ENABLED"]:
+    if current_app.config["PHONE_SIGNUP_ENABLED"]:
+        user = accounts.find_or_create(phone=phone)
+    else:
+        user = accounts.by_phone(phone)
+        if user is None:
             # The same answer as a wrong code: whether a number has an account stays secret.
             log.info("otp verified but no account and phone sign-up is off phone=%s",
                      phones.mask(phone))
             raise _invalid_otp()
-        try:
-            user = accounts.create(phone=phone)
-        except Problem as exc:
-            # accounts.create reports any unique clash as email_taken; here it can only be
-            # the phone, signed up by a concurrent request: that account is this person's.
-            if exc.code != "email_taken":
-                raise
-            user = accounts.by_phone(phone)
-            if user is None:
-                raise
     if user.disabled:
         log.info("otp verified for disabled user=%s", user.id)
         raise Problem(403, "account_disabled", "This account has been disabled.")
