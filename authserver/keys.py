@@ -3,7 +3,7 @@
 Private keys are stored encrypted with a Fernet key derived (HKDF) from SECRET_KEY, so a
 database dump alone cannot mint tokens. Every process keeps the keys it has loaded in memory:
 verifying a token costs no database query unless its `kid` is new to this process (a key
-rotated in by another worker), and such a miss reloads at most once every few seconds so
+rotated in by another worker), and such a miss reloads at most once a second so
 forged `kid`s cannot turn into a query per request.
 """
 
@@ -32,7 +32,8 @@ from authserver.models import SigningKey
 
 log = logging.getLogger("authserver.keys")
 
-RELOAD_INTERVAL = 5.0  # seconds between database reloads caused by unknown kids
+RELOAD_INTERVAL = 1.0  # seconds between database reloads caused by unknown kids
+REFRESH_INTERVAL = 60.0  # seconds before a signer re-reads which key is active (rotation)
 
 
 @dataclass(frozen=True)
@@ -107,7 +108,8 @@ class KeyRing:
         return LoadedKey(row.kid, row.algorithm, signing, verifying, jwk, row.status)
 
     def reload(self) -> None:
-        rows = db.session.scalars(select(SigningKey).order_by(SigningKey.created_at)).all()
+        rows = db.session.scalars(
+            select(SigningKey).order_by(SigningKey.created_at, SigningKey.kid)).all()
         keys: dict[str, LoadedKey] = {}
         active = None
         for row in rows:
@@ -117,8 +119,10 @@ class KeyRing:
                 log.error("%s", exc)
                 continue
             keys[row.kid] = loaded
-            if row.status == "active" and row.algorithm == self._algorithm:
-                active = loaded  # the newest active key of the configured algorithm signs
+            if active is None and row.status == "active" and row.algorithm == self._algorithm:
+                # The oldest active key signs: if two workers made a first key at the same
+                # moment, both settle on the same one (rotation retires every older key).
+                active = loaded
         with self._lock:
             self._keys = keys
             self._active = active
@@ -127,7 +131,8 @@ class KeyRing:
     # -- use ------------------------------------------------------------------------------
     def active(self) -> LoadedKey:
         """The key new tokens are signed with; made and stored on first use."""
-        if self._active is None:
+        if self._active is None or time.monotonic() - self._last_reload > REFRESH_INTERVAL:
+            # A key rotated by another process (`flask keys rotate`) takes over within a minute.
             self.reload()
         if self._active is None:
             self.create()

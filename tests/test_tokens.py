@@ -218,3 +218,19 @@ def test_other_algorithms(tmp_path, sqlite_url, algorithm):
         else:
             assert keys[0]["alg"] == algorithm
         db.session.remove()
+
+
+def test_rotation_by_another_process_takes_over_within_the_refresh_interval(app, user,
+                                                                             monkeypatch):
+    from authserver import keys
+    from authserver.keys import KeyRing
+
+    first = tokens.issue(user, ["pwd"])["access_token"]
+    other_process = KeyRing(app)  # e.g. `flask keys rotate` in a shell
+    new_kid = other_process.rotate().kid
+    # Until the signer refreshes, it still signs with the key it has loaded.
+    assert jwt.get_unverified_header(tokens.issue(user, ["pwd"])["access_token"])["kid"] != new_kid
+    monkeypatch.setattr(keys, "REFRESH_INTERVAL", 0.0)
+    after = tokens.issue(user, ["pwd"])["access_token"]
+    assert jwt.get_unverified_header(after)["kid"] == new_kid
+    tokens.verify(first)  # the retired key still verifies
