@@ -38,6 +38,7 @@ migration: setup
 
 bench: setup
 	$(BIN)/python bench/verify_tokens.py
+	$(BIN)/python bench/http_verify.py
 
 clean:
 	rm -rf $(VENV) instance test-output
