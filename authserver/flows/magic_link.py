@@ -339,9 +339,10 @@ def _attempts_exceeded() -> Problem:
 def consume_code(email: str, code: str) -> EmailSignIn:
     """Use the 6-digit code of a mail to `email` once.
 
-    401 invalid_link for a wrong, expired or used code; 429 otp_attempts_exceeded once the
-    wrong tries have used up the code (its link keeps working: guessing codes must not let
-    a stranger burn the link in someone's inbox).
+    401 invalid_link for a wrong, expired or used code (each of the 5 counted wrong tries);
+    429 otp_attempts_exceeded for any try after the wrong tries have used up the code (its
+    link keeps working: guessing codes must not let a stranger burn the link in someone's
+    inbox).
     """
     try:
         email = normalize_email(email)
@@ -361,6 +362,7 @@ def consume_code(email: str, code: str) -> EmailSignIn:
     ).all()
     db.session.commit()
     matched: str | None = None
+    counted = False  # whether this try used up an attempt of some outstanding code
     for link_id, code_hash in candidates:
         reserved = db.session.execute(
             update(MagicLink)
@@ -369,15 +371,16 @@ def consume_code(email: str, code: str) -> EmailSignIn:
             .execution_options(synchronize_session=False)
         ).rowcount == 1  # type: ignore[attr-defined]
         db.session.commit()
+        counted = counted or reserved
         if reserved and hmac.compare_digest(_code_hash(link_id, code), code_hash):
             matched = link_id
             break
 
     if matched is not None and _consume(matched):
         return _finish(matched)
-    if matched is None and candidates:
-        # 429 only while a mail is still out there whose code wrong tries have used up, and
-        # no other mail's code could still be right; a mail used meanwhile is plain 401.
+    if matched is None and candidates and not counted:
+        # Each counted wrong try answers 401; 429 only for a try that found every outstanding
+        # code used up by earlier wrong tries (a mail used meanwhile is plain 401).
         attempts = db.session.scalars(
             select(MagicLink.attempts).where(MagicLink.email == email, *_live(clock.now()))
         ).all()

@@ -289,7 +289,11 @@ def _fail(reason: str, phone: str, challenge: _Challenge | None) -> Problem:
 
 
 def _count_wrong(phone: str, challenge: _Challenge) -> Problem:
-    """Record a wrong guess atomically; the guess that uses the last attempt kills the code."""
+    """Record a wrong guess atomically; the guess that uses the last attempt kills the code.
+
+    Each of the OTP_MAX_ATTEMPTS counted wrong guesses answers 401 invalid_otp; any try after
+    that (or a concurrent guess that found no attempt left) answers 429 otp_attempts_exceeded.
+    """
     counted = db.session.execute(
         update(OtpChallenge)
         .where(OtpChallenge.id == challenge.id, OtpChallenge.attempts < _max_attempts())
@@ -309,6 +313,7 @@ def _count_wrong(phone: str, challenge: _Challenge) -> Problem:
         if counted:
             log.warning("otp locked after %d wrong codes id=%s phone=%s", attempts,
                         challenge.id, phones.mask(phone))
+            return _invalid_otp()
         return _attempts_exceeded(challenge)
     db.session.commit()
     log.info("otp verify failed (wrong code, %d/%d) id=%s phone=%s", attempts,

@@ -201,12 +201,12 @@ def test_used_code_is_401(app: Any, client: Any) -> None:
 def test_five_wrong_codes_lock_the_code(app: Any, client: Any, clock: Any) -> None:
     ask(client)
     code = received(app)
-    for _ in range(4):
+    for _ in range(5):
         assert verify(client, wrong_code(code)).status_code == 401
-    fifth = verify(client, wrong_code(code))
-    assert fifth.status_code == 429
-    assert problem(fifth)["code"] == "otp_attempts_exceeded"
-    assert "Retry-After" in fifth.headers
+    sixth = verify(client, wrong_code(code))
+    assert sixth.status_code == 429
+    assert problem(sixth)["code"] == "otp_attempts_exceeded"
+    assert "Retry-After" in sixth.headers
     locked = verify(client, code)
     assert locked.status_code == 429 and problem(locked)["code"] == "otp_attempts_exceeded"
     # A new code is the way out.
