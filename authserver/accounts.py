@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
@@ -14,7 +15,7 @@ from authserver.models import Role, User
 
 log = logging.getLogger("authserver.accounts")
 
-ROLE_NAME_MAX = 64
+ROLE_NAME = re.compile(r"[A-Za-z0-9._:-]{1,64}")
 
 
 def by_email(email: str) -> User | None:
@@ -70,9 +71,10 @@ def find_or_create(*, email: str | None = None, phone: str | None = None) -> Use
 
 
 def _role(name: str) -> Role:
-    if not isinstance(name, str) or not name.strip() or len(name) > ROLE_NAME_MAX:
-        raise Problem(422, "invalid_request", "A role is a name of 1 to 64 characters.")
-    name = name.strip()
+    # Role names travel in URL paths (DELETE …/roles/<role>) and token claims: keep them plain.
+    if not isinstance(name, str) or not ROLE_NAME.fullmatch(name):
+        raise Problem(422, "invalid_request",
+                      "A role is 1 to 64 letters, digits, '.', '_', ':' or '-'.")
     role = db.session.scalar(select(Role).where(Role.name == name))
     if role is None:
         role = Role(name=name)

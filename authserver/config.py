@@ -164,7 +164,7 @@ def finalize(config: dict[str, Any], instance_path: str) -> dict[str, Any]:
     _check(config)
     config["SQLALCHEMY_DATABASE_URI"] = config["DATABASE_URL"]
     config["SQLALCHEMY_ENGINE_OPTIONS"] = _engine_options(config["DATABASE_URL"])
-    config["RATELIMIT_HEADERS_ENABLED"] = True
+    config["RATELIMIT_HEADERS_ENABLED"] = False  # Retry-After goes on 429s only
     config["SESSION_COOKIE_HTTPONLY"] = True
     config["SESSION_COOKIE_SAMESITE"] = "Lax"
     config["SESSION_COOKIE_NAME"] = "authserver_session"

@@ -98,12 +98,14 @@ def invalid_token(
 
 def wants_html() -> bool:
     """True for the HTML pages (the web blueprint), where errors render as pages."""
-    return request.blueprint == "web" or (
-        request.blueprint is None
-        and not request.path.startswith(("/api/", "/.well-known/", "/openapi"))
-        and request.accept_mimetypes.accept_html
-        and not request.accept_mimetypes.accept_json
-    )
+    if request.blueprint == "web":
+        return True
+    if request.blueprint is not None or request.path.startswith(
+            ("/api/", "/.well-known/", "/openapi")):
+        return False
+    # A browser sends "text/html,…,*/*;q=0.8": HTML wins. curl's "*/*" keeps JSON (listed first).
+    best = request.accept_mimetypes.best_match(["application/problem+json", "text/html"])
+    return best == "text/html"
 
 
 def problem_response(problem: Problem) -> Response:

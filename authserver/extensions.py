@@ -27,4 +27,4 @@ def client_ip() -> str:
 db = SQLAlchemy(metadata=MetaData(naming_convention=NAMING_CONVENTION))
 migrate = Migrate()
 csrf = CSRFProtect()
-limiter = Limiter(key_func=client_ip, headers_enabled=True)
+limiter = Limiter(key_func=client_ip)

@@ -24,9 +24,11 @@ def refresh() -> Response:
 
 @bp.post("/logout")
 @tokens.require_auth
-def logout() -> tuple[str, int]:
+def logout() -> Response:
     tokens.revoke_session(g.claims.session_id, reason="logout")
-    return "", 204
+    response = Response(status=204)
+    del response.headers["Content-Type"]
+    return response
 
 
 @bp.get("/me")

@@ -168,15 +168,21 @@ def _timing() -> _SendTiming:
     return timing  # type: ignore[no-any-return]
 
 
-def _limits(email: str) -> list[tuple[str, str, str]]:
+TOO_MANY = "Too many sign-in mails were asked for. Try again later."
+
+
+def _limits(email: str) -> list[tuple[str, str, str, str]]:
+    """(name, key, limit, what a person is told when it is reached)."""
     config = current_app.config
     limits = [
-        ("magic-link-ip", client_ip(), config["MAGIC_LINK_LIMIT_PER_IP_HOUR"]),
-        ("magic-link-email", email, config["MAGIC_LINK_LIMIT_PER_EMAIL_HOUR"]),
+        ("magic-link-ip", client_ip(), config["MAGIC_LINK_LIMIT_PER_IP_HOUR"], TOO_MANY),
+        ("magic-link-email", email, config["MAGIC_LINK_LIMIT_PER_EMAIL_HOUR"], TOO_MANY),
     ]
     cooldown = int(config["MAGIC_LINK_RESEND_COOLDOWN"])
     if cooldown > 0:
-        limits.append(("magic-link-resend", email, f"1/{cooldown}second"))
+        limits.append(("magic-link-resend", email, f"1/{cooldown}second",
+                       f"A sign-in mail was just sent. Check your inbox, or wait up to "
+                       f"{cooldown} seconds before asking for another."))
     return limits
 
 
@@ -193,16 +199,15 @@ def request_link(email: str, redirect_to: str | None = None,
     redirect_to = check_redirect(redirect_to)
     code_challenge = handoff.check_challenge(code_challenge, code_challenge_method)
     limits = _limits(email)
-    for name, key, spec in limits:
-        ratelimits.check(name, key, spec,
-                         "Too many sign-in mails were asked for. Try again later.")
+    for name, key, spec, detail in limits:
+        ratelimits.check(name, key, spec, detail)
 
     answer = {"sent": True, "expires_in": int(config["MAGIC_LINK_TTL"])}
     if not config["EMAIL_SIGNUP_ENABLED"] and accounts.by_email(email) is None:
         # Nobody to sign in and nobody to create: send nothing, but look and count exactly
         # like a send so neither the answer, its timing nor the limits tell this case apart.
         _timing().pad()
-        for name, key, spec in limits:
+        for name, key, spec, _detail in limits:
             ratelimits.count(name, key, spec)
         log.info("magic link not sent (no account, sign-up off) to=%s", _mask(email))
         return answer
@@ -233,7 +238,7 @@ def request_link(email: str, redirect_to: str | None = None,
                           field="email") from None
         raise unavailable("The mail server is not answering. Try again shortly.") from None
     _timing().record(time.monotonic() - started)
-    for name, key, spec in limits:
+    for name, key, spec, _detail in limits:
         ratelimits.count(name, key, spec)
     log.info("magic link sent link=%s to=%s", link_id, _mask(email))
     return answer

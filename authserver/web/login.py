@@ -24,17 +24,23 @@ def _remember_handoff() -> Problem | None:
         challenge = handoff.check_challenge(request.args.get("code_challenge"),
                                             request.args.get("code_challenge_method"))
     except Problem as problem:
+        # The API's wording speaks to developers; a person only needs to know where to go.
+        problem.detail = ("The app that sent you here is not allowed to receive sign-ins "
+                          "from this server. Sign in here, or go back to the app.")
         return problem
     session[web_session.HANDOFF_KEY] = {"redirect_to": target, "code_challenge": challenge}
     return None
 
 
-def _login_page(form: PasswordLoginForm | None = None, problem: Problem | None = None,
-                status: int | None = None) -> tuple[str, int]:
-    page, code = render_form("login.html", form or PasswordLoginForm(), problem,
-                             email_form=EmailLinkForm(formdata=None),
-                             phone_form=PhoneForm(formdata=None))
-    return page, status or code
+def _login_page(form: PasswordLoginForm | None = None,
+                problem: Problem | None = None) -> tuple[str, int]:
+    if problem is not None and problem.code == "invalid_credentials":
+        problem.field = "password"  # shown under the password box, as the form's error
+    context = {"email_form": EmailLinkForm(formdata=None), "phone_form": PhoneForm(formdata=None)}
+    if problem is not None and problem.code == "invalid_redirect":
+        return render_form("login.html", form or PasswordLoginForm(), None,
+                           handoff_error=problem.detail, **context)[0], problem.status
+    return render_form("login.html", form or PasswordLoginForm(), problem, **context)
 
 
 @bp.route("/login", methods=["GET", "POST"])

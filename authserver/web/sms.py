@@ -18,14 +18,18 @@ PHONE_KEY = "sms_phone"
 @bp.route("/login/sms", methods=["GET", "POST"])
 def sms_request() -> Response | tuple[str, int]:
     form = PhoneForm()
+    # A code already on its way: the page offers to go back and type it.
+    pending = session.get(PHONE_KEY)
     if request.method == "GET":
-        return render_form("sms_request.html", form)
+        if pending and not form.phone.data:
+            form.phone.data = pending  # "send a new code" keeps the number
+        return render_form("sms_request.html", form, pending=pending)
     if not form.validate_on_submit():
-        return render_form("sms_request.html", form, form_problem(form))
+        return render_form("sms_request.html", form, form_problem(form), pending=pending)
     try:
         sent = sms_otp.request_code(form.phone.data)
     except Problem as problem:
-        return render_form("sms_request.html", form, problem)
+        return render_form("sms_request.html", form, problem, pending=pending)
     session[PHONE_KEY] = sent["phone"]
     return redirect(url_for("web.sms_code"), code=303)
 

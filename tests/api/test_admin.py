@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from tests.helpers import bearer, problem
 
 
@@ -66,3 +68,11 @@ def test_revoked_admin_role_stops_working_immediately(client, app, admin_token):
     accounts.remove_role(accounts.by_email("root@example.com"), "admin")
     response = client.get("/api/v1/admin/users", headers=bearer(admin_token))
     assert response.status_code == 403
+
+
+@pytest.mark.parametrize("role", ["a b/c", "", "x" * 65, "role\n", "ümlaut"])
+def test_role_names_are_plain(client, signup, admin_token, role):
+    uid = signup()["user"]["id"]
+    response = client.post(f"/api/v1/admin/users/{uid}/roles", headers=bearer(admin_token),
+                           json={"role": role})
+    assert response.status_code in (400, 422) and problem(response)["code"] == "invalid_request"

@@ -71,3 +71,14 @@ def test_is_admin(client, signup, admin_token):
         {"is_admin": False}
     assert client.get("/api/v1/isAdmin", headers=bearer(admin_token)).get_json() == \
         {"is_admin": True}
+
+
+def test_successful_answers_carry_no_backoff_headers(client, signup):
+    tokens = signup()
+    refreshed = client.post("/api/v1/token/refresh",
+                            json={"refresh_token": tokens["refresh_token"]})
+    assert refreshed.status_code == 200
+    assert "Retry-After" not in refreshed.headers
+    logout = client.post("/api/v1/logout",
+                         headers=bearer(refreshed.get_json()["access_token"]))
+    assert logout.status_code == 204 and "Content-Type" not in logout.headers

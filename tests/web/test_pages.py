@@ -142,10 +142,31 @@ def test_handoff_code_exchanges_for_tokens(client, signup, web_login):
 def test_login_refuses_redirects_off_the_allow_list(client, target):
     response = client.get("/login", query_string={"redirect_to": target})
     assert response.status_code == 422
-    assert "redirect" in response.get_data(as_text=True).lower()
+    assert "not allowed to receive sign-ins" in response.get_data(as_text=True)
 
 
 def test_html_error_pages(client):
-    missing = client.get("/no-such-page", headers={"Accept": "text/html"})
-    assert missing.status_code == 404 and missing.mimetype == "text/html"
-    assert "Page not found" in missing.get_data(as_text=True)
+    browser = "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8"
+    for path in ("/no-such-page", "/login/nope"):
+        missing = client.get(path, headers={"Accept": browser})
+        assert missing.status_code == 404 and missing.mimetype == "text/html"
+        assert "Page not found" in missing.get_data(as_text=True)
+    # Programs asking for anything get the problem document.
+    assert client.get("/no-such-page", headers={"Accept": "*/*"}).mimetype == \
+        "application/problem+json"
+
+
+def test_login_page_ids_are_unique_and_labels_point_at_their_inputs(client):
+    import re
+
+    html = client.get("/login").get_data(as_text=True)
+    ids = re.findall(r'\sid="([^"]+)"', html)
+    assert len(ids) == len(set(ids)), sorted(i for i in ids if ids.count(i) > 1)
+    for target in re.findall(r'<label for="([^"]+)"', html):
+        assert f'id="{target}"' in html
+
+
+def test_wrong_password_error_sits_under_the_password_field(client, signup, web_login):
+    signup()
+    html = web_login("ada@example.com", "wrong password!").get_data(as_text=True)
+    assert 'id="password-error"' in html
