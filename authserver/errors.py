@@ -133,7 +133,7 @@ def _from_http(exc: HTTPException) -> Problem:
         return Problem(500, "internal_error", "The server failed to handle this request.")
     code = _HTTP_CODES.get(status, "invalid_request")
     detail = {
-        404: "No such resource.",
+        404: "There is nothing at this address.",
         405: f"{request.method} is not allowed here.",
         413: "The request body is too large.",
         415: "Send the body as application/json.",

@@ -86,7 +86,7 @@ def test_sms_code_sign_in(server, outbox, page):
 
 def test_magic_link_sign_in(server, outbox, page):
     page.goto(server.url + "/login")
-    page.locator("form[action='/login/email'] #email").fill("lin@example.com")
+    page.locator("#link-email").fill("lin@example.com")
     page.get_by_role("button", name="E-mail me a link").click()
     assert page.get_by_role("heading", name="Check your inbox").is_visible()
     shoot(page, "email-sent")
