@@ -39,11 +39,14 @@ class UTCDateTime(TypeDecorator[datetime]):
         return value.replace(tzinfo=UTC)
 
 
-#: Every table on MySQL: InnoDB (transactions, row locks, foreign keys) and full UTF-8.
+#: Every table on MySQL: InnoDB (transactions, row locks, foreign keys) and full UTF-8 with
+#: a binary collation. A linguistic one (utf8mb4_unicode_ci) makes "é" equal "e" in unique
+#: indexes and WHERE clauses, so a mail to victim@exámple.com would find victim@example.com.
+#: Identifiers are normalised in Python (lower-cased e-mail, E.164 phone) and compared exactly.
 TABLE_OPTIONS = {
     "mysql_engine": "InnoDB",
     "mysql_charset": "utf8mb4",
-    "mysql_collate": "utf8mb4_unicode_ci",
+    "mysql_collate": "utf8mb4_bin",
 }
 
 

@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-11-24 14:37:43.507340
+Create Date: 2026-11-24 15:48:51.712140
 
 """
 from alembic import op
@@ -34,7 +34,7 @@ def upgrade():
     sa.Column('invalidated_at', authserver.models.base.UTCDateTime(), nullable=True),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_magic_links')),
     mysql_charset='utf8mb4',
-    mysql_collate='utf8mb4_unicode_ci',
+    mysql_collate='utf8mb4_bin',
     mysql_engine='InnoDB'
     )
     with op.batch_alter_table('magic_links', schema=None) as batch_op:
@@ -52,7 +52,7 @@ def upgrade():
     sa.Column('invalidated_at', authserver.models.base.UTCDateTime(), nullable=True),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_otp_challenges')),
     mysql_charset='utf8mb4',
-    mysql_collate='utf8mb4_unicode_ci',
+    mysql_collate='utf8mb4_bin',
     mysql_engine='InnoDB'
     )
     with op.batch_alter_table('otp_challenges', schema=None) as batch_op:
@@ -64,7 +64,7 @@ def upgrade():
     sa.PrimaryKeyConstraint('id', name=op.f('pk_roles')),
     sa.UniqueConstraint('name', name=op.f('uq_roles_name')),
     mysql_charset='utf8mb4',
-    mysql_collate='utf8mb4_unicode_ci',
+    mysql_collate='utf8mb4_bin',
     mysql_engine='InnoDB'
     )
     op.create_table('signing_keys',
@@ -77,7 +77,7 @@ def upgrade():
     sa.Column('retired_at', authserver.models.base.UTCDateTime(), nullable=True),
     sa.PrimaryKeyConstraint('kid', name=op.f('pk_signing_keys')),
     mysql_charset='utf8mb4',
-    mysql_collate='utf8mb4_unicode_ci',
+    mysql_collate='utf8mb4_bin',
     mysql_engine='InnoDB'
     )
     with op.batch_alter_table('signing_keys', schema=None) as batch_op:
@@ -99,7 +99,7 @@ def upgrade():
     sa.UniqueConstraint('email', name=op.f('uq_users_email')),
     sa.UniqueConstraint('phone', name=op.f('uq_users_phone')),
     mysql_charset='utf8mb4',
-    mysql_collate='utf8mb4_unicode_ci',
+    mysql_collate='utf8mb4_bin',
     mysql_engine='InnoDB'
     )
     op.create_table('handoff_codes',
@@ -116,7 +116,7 @@ def upgrade():
     sa.PrimaryKeyConstraint('id', name=op.f('pk_handoff_codes')),
     sa.UniqueConstraint('code_hash', name=op.f('uq_handoff_codes_code_hash')),
     mysql_charset='utf8mb4',
-    mysql_collate='utf8mb4_unicode_ci',
+    mysql_collate='utf8mb4_bin',
     mysql_engine='InnoDB'
     )
     with op.batch_alter_table('handoff_codes', schema=None) as batch_op:
@@ -137,7 +137,7 @@ def upgrade():
     sa.ForeignKeyConstraint(['user_id'], ['users.id'], name=op.f('fk_sessions_user_id_users'), ondelete='CASCADE'),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_sessions')),
     mysql_charset='utf8mb4',
-    mysql_collate='utf8mb4_unicode_ci',
+    mysql_collate='utf8mb4_bin',
     mysql_engine='InnoDB'
     )
     with op.batch_alter_table('sessions', schema=None) as batch_op:
@@ -150,7 +150,7 @@ def upgrade():
     sa.ForeignKeyConstraint(['user_id'], ['users.id'], name=op.f('fk_user_roles_user_id_users'), ondelete='CASCADE'),
     sa.PrimaryKeyConstraint('user_id', 'role_id', name=op.f('pk_user_roles')),
     mysql_charset='utf8mb4',
-    mysql_collate='utf8mb4_unicode_ci',
+    mysql_collate='utf8mb4_bin',
     mysql_engine='InnoDB'
     )
     with op.batch_alter_table('user_roles', schema=None) as batch_op:
@@ -169,7 +169,7 @@ def upgrade():
     sa.PrimaryKeyConstraint('id', name=op.f('pk_refresh_tokens')),
     sa.UniqueConstraint('token_hash', name=op.f('uq_refresh_tokens_token_hash')),
     mysql_charset='utf8mb4',
-    mysql_collate='utf8mb4_unicode_ci',
+    mysql_collate='utf8mb4_bin',
     mysql_engine='InnoDB'
     )
     with op.batch_alter_table('refresh_tokens', schema=None) as batch_op:
