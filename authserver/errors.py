@@ -138,7 +138,10 @@ def _from_http(exc: HTTPException) -> Problem:
         413: "The request body is too large.",
         415: "Send the body as application/json.",
     }.get(status, exc.description or "The request could not be understood.")
-    return Problem(status, code, detail)
+    headers = {}
+    if status == 405 and getattr(exc, "valid_methods", None):
+        headers["Allow"] = ", ".join(exc.valid_methods)  # type: ignore[attr-defined]
+    return Problem(status, code, detail, headers=headers)
 
 
 def init_app(app: Flask) -> None:
@@ -174,9 +177,14 @@ def init_app(app: Flask) -> None:
     @app.errorhandler(DBAPIError)
     @app.errorhandler(Exception)
     def handle_unexpected(exc: Exception) -> Response:
-        if isinstance(exc, DBAPIError) and exc.connection_invalidated:
-            return handle_db_down(exc)
-        log.exception("unhandled error on %s %s", request.method, request.path)
+        if isinstance(exc, DBAPIError):
+            if exc.connection_invalidated:
+                return handle_db_down(exc)
+            # str(exc) carries the SQL and its parameters, which may be secrets: name it only.
+            log.error("database error on %s %s: %s (%s)", request.method, request.path,
+                      type(exc).__name__, type(exc.orig).__name__)
+        else:
+            log.exception("unhandled error on %s %s", request.method, request.path)
         return problem_response(
             Problem(500, "internal_error", "The server failed to handle this request.")
         )

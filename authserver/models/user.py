@@ -50,8 +50,10 @@ class User(db.Model):
         UTCDateTime(), default=clock.now, onupdate=clock.now
     )
 
+    # Loaded on first use, not with every user: a failed sign-in of a known user must cost
+    # the same queries as one for an unknown address.
     roles: Mapped[list[Role]] = relationship(
-        secondary=user_roles, lazy="selectin", order_by=Role.name
+        secondary=user_roles, lazy="select", order_by=Role.name
     )
 
     @property

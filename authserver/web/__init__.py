@@ -2,9 +2,18 @@
 
 from __future__ import annotations
 
-from flask import Blueprint
+from flask import Blueprint, request
+
+from authserver.errors import Problem
 
 bp = Blueprint("web", __name__)
+
+
+@bp.before_request
+def _refuse_uploads() -> None:
+    # No form here takes a file; Flask-WTF would hand a FileStorage to the text fields.
+    if request.method == "POST" and request.files:
+        raise Problem(400, "invalid_request", "These forms take no files.")
 
 # The page modules register their routes on `bp` when imported.
 from authserver.web import account, email, login, magic, sms  # noqa: E402, F401

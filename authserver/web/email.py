@@ -10,11 +10,11 @@ from authserver.flows import magic_link
 from authserver.web import bp
 from authserver.web import session as web_session
 from authserver.web.forms import EmailLinkForm
-from authserver.web.pages import form_problem, render_form
+from authserver.web.pages import Page, form_problem, render_form
 
 
 @bp.route("/login/email", methods=["GET", "POST"])
-def email_request() -> Response | tuple[str, int] | str:
+def email_request() -> Response | Page | str:
     form = EmailLinkForm()
     if request.method == "GET":
         return render_form("email_request.html", form)

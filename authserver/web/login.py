@@ -11,7 +11,7 @@ from authserver.redirects import check_redirect
 from authserver.web import bp
 from authserver.web import session as web_session
 from authserver.web.forms import EmailLinkForm, PasswordLoginForm, PhoneForm, SignupForm
-from authserver.web.pages import form_problem, render_form
+from authserver.web.pages import Page, form_problem, render_form
 
 
 def _remember_handoff() -> Problem | None:
@@ -33,18 +33,19 @@ def _remember_handoff() -> Problem | None:
 
 
 def _login_page(form: PasswordLoginForm | None = None,
-                problem: Problem | None = None) -> tuple[str, int]:
+                problem: Problem | None = None) -> Page:
     if problem is not None and problem.code == "invalid_credentials":
         problem.field = "password"  # shown under the password box, as the form's error
     context = {"email_form": EmailLinkForm(formdata=None), "phone_form": PhoneForm(formdata=None)}
     if problem is not None and problem.code == "invalid_redirect":
-        return render_form("login.html", form or PasswordLoginForm(), None,
-                           handoff_error=problem.detail, **context)[0], problem.status
+        page, _, _ = render_form("login.html", form or PasswordLoginForm(), None,
+                                 handoff_error=problem.detail, **context)
+        return page, problem.status, {}
     return render_form("login.html", form or PasswordLoginForm(), problem, **context)
 
 
 @bp.route("/login", methods=["GET", "POST"])
-def login() -> Response | tuple[str, int]:
+def login() -> Response | Page:
     if request.method == "GET":
         problem = _remember_handoff()
         if problem is None and web_session.current() and not session.get(
@@ -62,7 +63,7 @@ def login() -> Response | tuple[str, int]:
 
 
 @bp.route("/signup", methods=["GET", "POST"])
-def signup() -> Response | tuple[str, int]:
+def signup() -> Response | Page:
     form = SignupForm()
     if request.method == "GET":
         return render_form("signup.html", form, _remember_handoff())

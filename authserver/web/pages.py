@@ -9,11 +9,18 @@ from flask_wtf import FlaskForm
 
 from authserver.errors import Problem
 
+#: What a page handler returns: body, status, headers.
+Page = tuple[str, int, dict[str, str]]
+
 
 def render_form(template: str, form: FlaskForm, problem: Problem | None = None,
-                **context: Any) -> tuple[str, int]:
-    """Render `template`; with a Problem, show its detail (the API's wording) in place."""
+                **context: Any) -> Page:
+    """Render `template`; with a Problem, show its detail (the API's wording) in place.
+
+    The Problem's headers (Retry-After on a 429) go on the page's response too.
+    """
     status = 200
+    headers = dict(problem.headers) if problem is not None else {}
     if problem is not None:
         status = problem.status
         field = getattr(form, problem.field, None) if problem.field else None
@@ -23,7 +30,7 @@ def render_form(template: str, form: FlaskForm, problem: Problem | None = None,
             context["page_error"] = problem.detail
     elif form.errors:
         status = 400
-    return render_template(template, form=form, **context), status
+    return render_template(template, form=form, **context), status, headers
 
 
 def form_problem(form: FlaskForm) -> Problem | None:

@@ -10,13 +10,13 @@ from authserver.flows import sms_otp
 from authserver.web import bp
 from authserver.web import session as web_session
 from authserver.web.forms import PhoneForm, SmsCodeForm
-from authserver.web.pages import form_problem, render_form
+from authserver.web.pages import Page, form_problem, render_form
 
 PHONE_KEY = "sms_phone"
 
 
 @bp.route("/login/sms", methods=["GET", "POST"])
-def sms_request() -> Response | tuple[str, int]:
+def sms_request() -> Response | Page:
     form = PhoneForm()
     # A code already on its way: the page offers to go back and type it.
     pending = session.get(PHONE_KEY)
@@ -35,7 +35,7 @@ def sms_request() -> Response | tuple[str, int]:
 
 
 @bp.route("/login/sms/code", methods=["GET", "POST"])
-def sms_code() -> Response | tuple[str, int]:
+def sms_code() -> Response | Page:
     phone = session.get(PHONE_KEY)
     if not phone:
         return redirect(url_for("web.sms_request"))

@@ -71,6 +71,30 @@ def test_malformed_bodies_are_400(client, kwargs):
     assert problem(response)["code"] == "invalid_request"
 
 
+@pytest.mark.parametrize("path", ["/api/v1/signin", "/api/v1/otp/verify",
+                                  "/api/v1/magic-link/verify", "/api/v1/token/exchange"])
+def test_deeply_nested_json_is_400(client, path):
+    response = client.post(path, data="[" * 5000 + "]" * 5000, content_type="application/json")
+    assert response.status_code == 400 and problem(response)["code"] == "invalid_request"
+
+
+@pytest.mark.parametrize(("path", "body"), [
+    ("/api/v1/signup",
+     '{"email": "a@example.com", "password": "long enough 1", "name": "x\\ud800"}'),
+    ("/api/v1/token/refresh", '{"refresh_token": "' + "\\ud800" * 25 + '"}'),
+    ("/api/v1/token/exchange", '{"code": "abc\\ud800"}'),
+    ("/api/v1/magic-link/verify", '{"token": "\\ud800"}'),
+])
+def test_lone_surrogates_are_400(client, path, body):
+    response = client.post(path, data=body, content_type="application/json")
+    assert response.status_code == 400 and problem(response)["code"] == "invalid_request"
+
+
+def test_method_not_allowed_names_the_allowed_ones(client):
+    response = client.get("/api/v1/signin")
+    assert response.status_code == 405 and "POST" in response.headers["Allow"]
+
+
 def test_huge_body_is_413(client):
     response = client.post("/api/v1/signin", data="x" * 200_000,
                            content_type="application/json")

@@ -170,3 +170,25 @@ def test_wrong_password_error_sits_under_the_password_field(client, signup, web_
     signup()
     html = web_login("ada@example.com", "wrong password!").get_data(as_text=True)
     assert 'id="password-error"' in html
+
+
+def test_file_uploads_into_forms_are_refused(client):
+    import io
+
+    page = client.get("/login").get_data(as_text=True)
+    response = client.post("/login", content_type="multipart/form-data", data={
+        "csrf_token": csrf_from(page), "password": "x",
+        "email": (io.BytesIO(b"hello"), "email.txt")})
+    assert response.status_code == 400 and response.mimetype == "text/html"
+
+
+def test_rate_limited_form_page_says_when_to_retry(client, signup):
+    signup()
+    statuses = []
+    for _ in range(12):
+        page = client.get("/login").get_data(as_text=True)
+        response = client.post("/login", data={"email": "ada@example.com", "password": "nope",
+                                               "csrf_token": csrf_from(page)})
+        statuses.append(response.status_code)
+    assert statuses[-1] == 429
+    assert int(response.headers["Retry-After"]) >= 1
