@@ -12,8 +12,10 @@ answers "is this token still good?".
 
 from __future__ import annotations
 
+import base64
 import functools
 import hashlib
+import hmac
 import logging
 import secrets
 from collections.abc import Callable
@@ -88,8 +90,21 @@ def issue(user: User, amr: list[str], *, client: str = "api") -> dict[str, Any]:
     return _token_response(user, session, refresh_token)
 
 
-def _mint_refresh(session: Session, parent_id: int | None) -> str:
-    token = secrets.token_urlsafe(32)  # 256 bits
+def _successor(refresh_token: str) -> str:
+    """The token that replaces `refresh_token`: derived, not random, so that every request
+    that presents the same token inside the grace window gets the very same successor.
+
+    A thief replaying a just-rotated token therefore shares the one chain with the owner, and
+    the next rotation by either of them is a reuse the other one trips over.
+    """
+    key = current_app.config["SECRET_KEY"].encode()
+    digest = hmac.new(key, b"authserver.refresh-successor:" + refresh_token.encode(),
+                      hashlib.sha256).digest()
+    return base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
+
+
+def _mint_refresh(session: Session, parent_id: int | None, token: str | None = None) -> str:
+    token = token or secrets.token_urlsafe(32)  # 256 bits
     db.session.add(RefreshToken(
         session_id=session.id,
         token_hash=_hash(token),
@@ -179,11 +194,15 @@ def decode(token: str) -> dict[str, Any]:
 def verify(token: str, *, check_revocation: bool = True) -> Claims:
     """A verified access token; with `check_revocation`, also that its session is still open."""
     claims = decode(token)
+    if not isinstance(claims["sid"], str) or not isinstance(claims["sub"], str):
+        raise invalid_token("The access token is malformed.")
     if check_revocation:
         row = db.session.execute(
-            select(Session.revoked_at, Session.expires_at).where(Session.id == claims["sid"])
+            select(Session.user_id, Session.revoked_at, Session.expires_at)
+            .where(Session.id == claims["sid"])
         ).first()
-        if row is None or row.revoked_at is not None or row.expires_at <= clock.now():
+        if (row is None or row.user_id != claims["sub"] or row.revoked_at is not None
+                or row.expires_at <= clock.now()):
             raise invalid_token("The session of this access token has ended.")
     return Claims(
         user_id=str(claims["sub"]),
@@ -252,7 +271,8 @@ def refresh(refresh_token: str) -> dict[str, Any]:
     Replaying an already-rotated token after the grace window means two parties hold the
     same session (one of them a thief): the whole session is revoked.
     """
-    if not isinstance(refresh_token, str) or not 20 <= len(refresh_token) <= 200:
+    if (not isinstance(refresh_token, str) or not 20 <= len(refresh_token) <= 200
+            or not refresh_token.isascii()):
         raise invalid_token("The refresh token is invalid.")
     row = db.session.scalar(select(RefreshToken).where(
         RefreshToken.token_hash == _hash(refresh_token)))
@@ -281,10 +301,12 @@ def refresh(refresh_token: str) -> dict[str, Any]:
             revoke_session(session.id, reason="refresh_reuse")
             log.warning("refresh token reuse: session %s revoked", session.id)
             raise invalid_token("The refresh token was already used; the session is revoked.")
-        # A concurrent client inside the grace window gets its own successor token.
+        # A concurrent client inside the grace window gets the same successor the winner
+        # got (already stored by the winner's transaction).
         log.info("refresh inside grace window sid=%s", session.id)
+        return _token_response(user, session, _successor(refresh_token))
     session.last_used_at = now
-    new_token = _mint_refresh(session, parent_id=row.id)
+    new_token = _mint_refresh(session, parent_id=row.id, token=_successor(refresh_token))
     db.session.commit()
     return _token_response(user, session, new_token)
 

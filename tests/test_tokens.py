@@ -120,6 +120,19 @@ def test_token_signed_by_a_foreign_key_refused(app, user):
         tokens.verify(forged)
 
 
+def test_signed_token_with_odd_sid_or_foreign_sub_is_refused(app, user):
+    token = tokens.issue(user, ["pwd"])["access_token"]
+    header = jwt.get_unverified_header(token)
+    key = keyring().get(header["kid"])
+    claims = jwt.decode(token, options={"verify_signature": False})
+    other = accounts.create(email="other@example.com")
+    for change in ({"sid": [claims["sid"]]}, {"sid": {"a": 1}}, {"sub": other.id}):
+        forged = jwt.encode({**claims, **change}, key.signing_key, algorithm="ES256",
+                            headers={"kid": key.kid})
+        with pytest.raises(Problem):
+            tokens.verify(forged)
+
+
 @pytest.mark.parametrize("garbage", ["", "abc", "a.b.c", "e30.e30.", "x" * 5000])
 def test_garbage_refused(app, garbage):
     with pytest.raises(Problem) as info:
@@ -143,13 +156,27 @@ def test_refresh_rotates_and_reuse_revokes_session(app, user, clock):
         tokens.verify(second["access_token"])
 
 
-def test_refresh_replay_inside_grace_window_does_not_revoke(app, user):
+def test_refresh_replay_inside_grace_window_gets_the_same_successor(app, user):
     first = tokens.issue(user, ["pwd"])
     a = tokens.refresh(first["refresh_token"])
     b = tokens.refresh(first["refresh_token"])  # a concurrent client, seconds later
-    assert a["refresh_token"] != b["refresh_token"]
+    assert a["refresh_token"] == b["refresh_token"]  # one chain, not two
     tokens.verify(a["access_token"])
     tokens.verify(b["access_token"])
+    assert app.extensions["sqlalchemy"].session.query(RefreshToken).count() == 2
+
+
+def test_a_thief_replaying_inside_the_grace_window_is_caught_later(app, user, clock):
+    first = tokens.issue(user, ["pwd"])
+    owner = tokens.refresh(first["refresh_token"])
+    thief = tokens.refresh(first["refresh_token"])  # stolen, replayed within the grace
+    clock.travel(60)
+    tokens.refresh(owner["refresh_token"])  # the owner moves on
+    clock.travel(60)
+    with pytest.raises(Problem):
+        tokens.refresh(thief["refresh_token"])  # a reuse: the session dies
+    with pytest.raises(Problem):
+        tokens.verify(owner["access_token"])
 
 
 def test_revoked_session_refuses_access_and_refresh(app, user):
