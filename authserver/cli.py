@@ -53,6 +53,28 @@ def grant(email: str, role: str) -> None:
     click.echo(f"{user.email}: {','.join(user.role_names)}")
 
 
+@users_cli.command("enable")
+@click.argument("email")
+def enable(email: str) -> None:
+    """Enable a disabled user again (their old sessions stay revoked)."""
+    user = accounts.by_email(normalize_email(email))
+    if user is None:
+        raise click.ClickException("no such user")
+    accounts.enable(user)
+    click.echo(f"{user.email}: enabled")
+
+
+@users_cli.command("disable")
+@click.argument("email")
+def disable(email: str) -> None:
+    """Disable a user and end all their sessions at once."""
+    user = accounts.by_email(normalize_email(email))
+    if user is None:
+        raise click.ClickException("no such user")
+    accounts.disable(user)
+    click.echo(f"{user.email}: disabled, sessions revoked")
+
+
 @keys_cli.command("list")
 def list_keys() -> None:
     """Show the signing keys (never their private halves)."""

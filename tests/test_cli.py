@@ -36,3 +36,14 @@ def test_keys_rotate_and_list(app, runner):
     listing = runner.invoke(args=["keys", "list"]).output
     assert listing.count("active") == 1 and listing.count("retired") == 1
     assert "PRIVATE" not in listing
+
+
+def test_disable_and_enable(app, runner, client):
+    runner.invoke(args=["users", "create", "x@example.com", "--password-stdin"],
+                  input="a long enough passphrase\n")
+    assert runner.invoke(args=["users", "disable", "x@example.com"]).exit_code == 0
+    body = {"email": "x@example.com", "password": "a long enough passphrase"}
+    assert client.post("/api/v1/signin", json=body).status_code == 403
+    assert runner.invoke(args=["users", "enable", "x@example.com"]).exit_code == 0
+    assert client.post("/api/v1/signin", json=body).status_code == 200
+    assert runner.invoke(args=["users", "enable", "nobody@example.com"]).exit_code != 0
