@@ -12,6 +12,11 @@ mail exactly one wins, on MySQL as on SQLite. Wrong codes reserve an attempt wit
 kind of UPDATE *before* the guess is compared, so even parallel guessing gets at most
 MAGIC_LINK_MAX_ATTEMPTS answers per mail.
 
+Mails are abused too (mail bombing), so each address has a resend cooldown: a send slot
+reserved atomically in the database (cooldowns.py) before anything is sent, so of concurrent
+requests for one address exactly one is mailed, across worker processes and even on
+RATELIMIT_STORAGE_URI=memory://. A failed send gives the slot back.
+
 Tokens, codes and links are never logged: a log line names the row id and a masked address.
 """
 
@@ -32,8 +37,8 @@ from flask import Flask, current_app, render_template
 from itsdangerous import BadData, TimestampSigner, URLSafeTimedSerializer
 from sqlalchemy import delete, select, update
 
-from authserver import accounts, clock, ratelimits, tokens
-from authserver.errors import Problem, unavailable
+from authserver import accounts, clock, cooldowns, ratelimits, tokens
+from authserver.errors import Problem, rate_limited, unavailable
 from authserver.extensions import client_ip, db
 from authserver.flows import handoff
 from authserver.identifiers import normalize_email
@@ -172,18 +177,34 @@ TOO_MANY = "Too many sign-in mails were asked for. Try again later."
 
 
 def _limits(email: str) -> list[tuple[str, str, str, str]]:
-    """(name, key, limit, what a person is told when it is reached)."""
+    """(name, key, limit, what a person is told when it is reached).
+
+    Checked before sending and counted after; not atomic, but every send must also win the
+    address's slot (_reserve_slot), so the per-address count can't be raced and the per-IP
+    one may overshoot only by the few requests in flight at once.
+    """
     config = current_app.config
-    limits = [
+    return [
         ("magic-link-ip", client_ip(), config["MAGIC_LINK_LIMIT_PER_IP_HOUR"], TOO_MANY),
         ("magic-link-email", email, config["MAGIC_LINK_LIMIT_PER_EMAIL_HOUR"], TOO_MANY),
     ]
-    cooldown = int(config["MAGIC_LINK_RESEND_COOLDOWN"])
-    if cooldown > 0:
-        limits.append(("magic-link-resend", email, f"1/{cooldown}second",
-                       f"A sign-in mail was just sent. Check your inbox, or wait up to "
-                       f"{cooldown} seconds before asking for another."))
-    return limits
+
+
+def _slot(email: str) -> str:
+    return "email:" + email
+
+
+def _reserve_slot(email: str) -> bool:
+    """Take the address's resend slot (429 when another mail holds it); True if one was taken."""
+    config = current_app.config
+    if not config["RATELIMIT_ENABLED"]:
+        return False
+    wait = cooldowns.reserve(_slot(email), int(config["MAGIC_LINK_RESEND_COOLDOWN"]))
+    if wait:
+        log.info("magic link refused (cooldown) to=%s", _mask(email))
+        raise rate_limited(wait, f"A sign-in mail was just sent. Check your inbox, or wait up "
+                                 f"to {wait} seconds before asking for another.")
+    return True
 
 
 def request_link(email: str, redirect_to: str | None = None,
@@ -201,11 +222,15 @@ def request_link(email: str, redirect_to: str | None = None,
     limits = _limits(email)
     for name, key, spec, detail in limits:
         ratelimits.check(name, key, spec, detail)
+    # Last before sending (and before looking the address up), so a request refused above
+    # never holds the slot, and known and unknown addresses take it alike.
+    reserved = _reserve_slot(email)
 
     answer = {"sent": True, "expires_in": int(config["MAGIC_LINK_TTL"])}
     if not config["EMAIL_SIGNUP_ENABLED"] and accounts.by_email(email) is None:
-        # Nobody to sign in and nobody to create: send nothing, but look and count exactly
-        # like a send so neither the answer, its timing nor the limits tell this case apart.
+        # Nobody to sign in and nobody to create: send nothing, but look, count and hold the
+        # cooldown exactly like a send so neither the answer, its timing nor the limits tell
+        # this case apart.
         _timing().pad()
         for name, key, spec, _detail in limits:
             ratelimits.count(name, key, spec)
@@ -231,6 +256,9 @@ def request_link(email: str, redirect_to: str | None = None,
         db.session.rollback()
         db.session.execute(delete(MagicLink).where(MagicLink.id == link_id))
         db.session.commit()
+        if reserved:
+            # Nothing was mailed: the cooldown doesn't start.
+            cooldowns.release(_slot(email), None)
         log.warning("magic link not sent link=%s to=%s: %s", link_id, _mask(email),
                     type(exc).__name__)
         if isinstance(exc, RecipientRejected):

@@ -12,14 +12,15 @@ WHERE attempts < max`, so parallel guessing can't be answered more than OTP_MAX_
 times; the guess that uses the last attempt kills the code (429 otp_attempts_exceeded).
 
 Sending is expensive and abused (SMS pumping), so before anything is sent: the number must
-be a valid mobile number in an allowed country (phones.py), the phone's resend cooldown must
-have passed, and the per-phone, per-IP, per-country and global limits must have room. Those
-limits count only texts really handed to the provider: a failed send leaves no usable code
-and costs the person nothing.
+be a valid mobile number in an allowed country (phones.py), the per-phone, per-IP,
+per-country and global limits must have room, and the phone's resend cooldown must have
+passed. Those limits count only texts really handed to the provider: a failed send leaves no
+usable code and costs the person nothing.
 
-The resend cooldown is read from the rows themselves rather than the limiter storage: it then
-holds across worker processes even on RATELIMIT_STORAGE_URI=memory://, and a failed send
-(whose row is deleted) doesn't start it.
+The resend cooldown is a send slot reserved atomically in the database (cooldowns.py) before
+the text goes out, so of concurrent requests for one phone exactly one is sent a code, across
+worker processes and even on RATELIMIT_STORAGE_URI=memory://. A failed send gives the slot
+back, so it doesn't start the cooldown.
 
 Codes are never logged (the console SMS backend prints the text: that is its purpose for
 local development). Log lines name the row id and a masked phone.
@@ -40,7 +41,7 @@ from flask import Flask, current_app
 from limits import parse_many
 from sqlalchemy import delete, select, update
 
-from authserver import accounts, clock, phones, ratelimits, tokens
+from authserver import accounts, clock, cooldowns, phones, ratelimits, tokens
 from authserver.config import ConfigError
 from authserver.errors import Problem, rate_limited, unavailable
 from authserver.extensions import client_ip, db
@@ -198,13 +199,10 @@ def request_code(phone: str) -> dict[str, Any]:
         log.info("otp request for test number %s: nothing sent", masked)
         return {"sent": True, "expires_in": ttl, "resend_after": 0, "phone": number.e164}
 
-    now = clock.now()
-    if config["RATELIMIT_ENABLED"]:
-        wait = _cooldown_left(_newest(number.e164), now)
-        if wait:
-            log.info("otp request refused (cooldown) phone=%s", masked)
-            raise rate_limited(wait, f"A code was just sent. Wait {wait} seconds before "
-                                     "asking for another.")
+    # These limits are checked now and counted only after a text really went out. That is
+    # not atomic, but every send must also win the phone's slot below (OTP_RESEND_COOLDOWN),
+    # so the per-phone counts can't be raced; the IP, country and global ones may overshoot
+    # by the few requests in flight at once, which does not matter at their sizes.
     limits = _limits(number)
     for name, key, spec, detail in limits:
         try:
@@ -214,6 +212,17 @@ def request_code(phone: str) -> dict[str, Any]:
                         client_ip())
             raise
 
+    # Last before sending, so a request refused above never holds the phone's slot.
+    slot = "sms:" + number.e164
+    reserved = bool(config["RATELIMIT_ENABLED"])
+    if reserved:
+        wait = cooldowns.reserve(slot, int(config["OTP_RESEND_COOLDOWN"]))
+        if wait:
+            log.info("otp request refused (cooldown) phone=%s", masked)
+            raise rate_limited(wait, f"A code was just sent. Wait {wait} seconds before "
+                                     "asking for another.")
+
+    now = clock.now()
     sender = sms_sender()
     code = None if sender.owns_codes else _new_code()
     # Committed before sending: the code must work the moment the text lands. The previous
@@ -240,11 +249,14 @@ def request_code(phone: str) -> dict[str, Any]:
         else:
             sender.send(number.e164, message_text(code))
     except BaseException as exc:
-        # Nobody can know this code, but drop the row anyway so nothing usable stays and
-        # the cooldown (read from the newest row) doesn't start for a text never sent.
+        # Nobody can know this code, but drop the row anyway so nothing usable stays.
         db.session.rollback()
         db.session.execute(delete(OtpChallenge).where(OtpChallenge.id == challenge_id))
         db.session.commit()
+        if reserved and isinstance(exc, (RecipientRejected, SenderUnavailable)):
+            # The provider took nothing: the cooldown doesn't start. After any other error
+            # a text may have gone out, so the slot stays taken.
+            cooldowns.release(slot, None)
         log.warning("otp not sent id=%s phone=%s: %s", challenge_id, masked,
                     type(exc).__name__)
         if isinstance(exc, RecipientRejected):

@@ -1,5 +1,6 @@
 """The database tables. Import models from here: `from authserver.models import User`."""
 
+from authserver.models.cooldown import SendCooldown
 from authserver.models.handoff import HandoffCode
 from authserver.models.magic_link import MagicLink
 from authserver.models.otp import OtpChallenge
@@ -13,6 +14,7 @@ __all__ = [
     "OtpChallenge",
     "RefreshToken",
     "Role",
+    "SendCooldown",
     "Session",
     "SigningKey",
     "User",

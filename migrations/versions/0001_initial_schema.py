@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-11-24 15:48:51.712140
+Create Date: 2026-11-24 15:51:56.997672
 
 """
 from alembic import op
@@ -63,6 +63,14 @@ def upgrade():
     sa.Column('name', sa.String(length=64), nullable=False),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_roles')),
     sa.UniqueConstraint('name', name=op.f('uq_roles_name')),
+    mysql_charset='utf8mb4',
+    mysql_collate='utf8mb4_bin',
+    mysql_engine='InnoDB'
+    )
+    op.create_table('send_cooldowns',
+    sa.Column('key', sa.String(length=100), nullable=False),
+    sa.Column('next_allowed_at', authserver.models.base.UTCDateTime(), nullable=False),
+    sa.PrimaryKeyConstraint('key', name=op.f('pk_send_cooldowns')),
     mysql_charset='utf8mb4',
     mysql_collate='utf8mb4_bin',
     mysql_engine='InnoDB'
@@ -201,6 +209,7 @@ def downgrade():
         batch_op.drop_index(batch_op.f('ix_signing_keys_status'))
 
     op.drop_table('signing_keys')
+    op.drop_table('send_cooldowns')
     op.drop_table('roles')
     with op.batch_alter_table('otp_challenges', schema=None) as batch_op:
         batch_op.drop_index('ix_otp_challenges_phone_created_at')

@@ -19,7 +19,7 @@ from authserver.extensions import db
 from authserver.flows import magic_link
 from authserver.models import MagicLink, User
 from tests.conftest import SECRET
-from tests.flows.magic_helpers import last_mail, wrong_code
+from tests.flows.magic_helpers import email_messages, last_mail, wrong_code
 
 EMAIL = "ada@example.com"
 
@@ -466,6 +466,28 @@ class TestConcurrencyOnMySQL:
         outcomes = _race(app, link_or_code)
         assert outcomes.count("won") == 1, outcomes
         assert set(outcomes) - {"won"} <= {"invalid_link", "otp_attempts_exceeded"}, outcomes
+
+    @pytest.mark.parametrize("signup_enabled", [True, False])
+    def test_twenty_requests_for_one_address_at_once_send_exactly_one_mail(
+        self, app, clock, signup_enabled
+    ):
+        # Unknown address: with sign-up on it is mailed; with sign-up off nothing is sent, but
+        # the answers must be the same ones (one 202, the rest 429).
+        app.config["EMAIL_SIGNUP_ENABLED"] = signup_enabled
+        app.config["MAGIC_LINK_RESEND_COOLDOWN"] = 30
+        # Hourly limits with room for all: the resend cooldown alone must hold the race.
+        app.config["MAGIC_LINK_LIMIT_PER_EMAIL_HOUR"] = "100/hour"
+        app.config["MAGIC_LINK_LIMIT_PER_IP_HOUR"] = "100/hour"
+        mailed = 1 if signup_enabled else 0
+        for round_ in (1, 2):  # the address's first mail (INSERT), then a later one (UPDATE)
+            outcomes = _race(app, lambda: magic_link.request_link(EMAIL))
+            assert outcomes.count("won") == 1, outcomes
+            assert outcomes.count("rate_limited") == RACERS - 1, outcomes
+            assert len(email_messages(app.config["OUTBOX_DIR"], EMAIL)) == mailed * round_
+            db.session.commit()  # a fresh snapshot (MySQL's REPEATABLE READ)
+            assert db.session.scalar(select(func.count()).select_from(MagicLink)) \
+                == mailed * round_
+            clock.travel(31)
 
     def test_parallel_guessing_gets_at_most_five_answers(self, app, mail):
         token, code = mail()

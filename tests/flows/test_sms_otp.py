@@ -463,3 +463,26 @@ def test_concurrent_first_sign_ins_of_one_number_create_one_user(app: Any) -> No
     assert all(isinstance(r, dict) for r in results), results
     assert len({r["user"]["id"] for r in results}) == 1
     assert db.session.scalar(select(db.func.count()).select_from(User)) == 1
+
+
+@pytest.mark.usefixtures("mysql_only")
+def test_twenty_concurrent_requests_for_one_phone_send_exactly_one_code(
+    app: Any, clock: Any
+) -> None:
+    # Hourly limits with room for all: the resend cooldown alone must hold the race.
+    app.config["OTP_LIMIT_PER_PHONE_HOUR"] = "100/hour"
+    app.config["OTP_LIMIT_PER_PHONE_DAY"] = "100/day"
+    for sent_before in (0, 1):  # the phone's first code (INSERT), then a later one (UPDATE)
+        results = _in_threads(app, 20, lambda: sms_otp.request_code(PHONE))
+
+        sent = [r for r in results if isinstance(r, dict)]
+        refused = [r for r in results if isinstance(r, Problem)]
+        assert len(sent) == 1, results
+        assert len(refused) == 19, results
+        assert {(p.status, p.code) for p in refused} == {(429, "rate_limited")}
+        assert all(1 <= int(p.headers["Retry-After"]) <= 30 for p in refused)
+        assert all("A code was just sent" in p.detail for p in refused)
+        assert len(sms_messages(_outbox(app), PHONE)) == sent_before + 1
+        db.session.commit()  # a fresh snapshot (MySQL's REPEATABLE READ)
+        assert len(_challenges()) == sent_before + 1
+        clock.travel(31)
