@@ -8,7 +8,7 @@ import click
 from flask import Flask, current_app
 from flask.cli import AppGroup
 
-from authserver import accounts, passwords
+from authserver import accounts, housekeeping, passwords
 from authserver.errors import Problem
 from authserver.identifiers import normalize_email
 from authserver.keys import keyring
@@ -102,6 +102,16 @@ def prune_keys() -> None:
     click.echo(f"removed {removed} retired key(s)")
 
 
+@click.command("prune")
+@click.option("--keep-days", default=7, show_default=True,
+              help="Keep expired rows this many days before deleting them.")
+def prune_command(keep_days: int) -> None:
+    """Delete expired codes, links, hand-off codes, cooldowns and ended sessions."""
+    counts = housekeeping.prune(keep_days)
+    click.echo(", ".join(f"{table}: {count}" for table, count in counts.items()))
+
+
 def init_app(app: Flask) -> None:
     app.cli.add_command(users_cli)
     app.cli.add_command(keys_cli)
+    app.cli.add_command(prune_command)

@@ -47,3 +47,22 @@ def test_disable_and_enable(app, runner, client):
     assert runner.invoke(args=["users", "enable", "x@example.com"]).exit_code == 0
     assert client.post("/api/v1/signin", json=body).status_code == 200
     assert runner.invoke(args=["users", "enable", "nobody@example.com"]).exit_code != 0
+
+
+def test_prune_deletes_only_long_expired_rows(app, runner, client, clock):
+    from authserver.extensions import db
+    from authserver.models import RefreshToken, Session
+
+    old = client.post("/api/v1/signup", json={"email": "old@example.com",
+                                              "password": "a long enough passphrase"}).get_json()
+    client.post("/api/v1/logout", headers={"Authorization": "Bearer " + old["access_token"]})
+    clock.travel(8 * 24 * 3600)
+    fresh = client.post("/api/v1/signin", json={"email": "old@example.com",
+                                                "password": "a long enough passphrase"})
+    result = runner.invoke(args=["prune"])
+    assert result.exit_code == 0 and "sessions: 1" in result.output
+    assert db.session.query(Session).count() == 1  # the fresh one stays
+    assert db.session.query(RefreshToken).count() == 1
+    me = client.get("/api/v1/me",
+                    headers={"Authorization": "Bearer " + fresh.get_json()["access_token"]})
+    assert me.status_code == 200
