@@ -12,6 +12,7 @@ from authserver import accounts, housekeeping, passwords
 from authserver.errors import Problem
 from authserver.identifiers import normalize_email
 from authserver.keys import keyring
+from authserver.models import User
 
 users_cli = AppGroup("users", help="Manage users.")
 keys_cli = AppGroup("keys", help="Manage the keys that sign access tokens.")
@@ -41,14 +42,22 @@ def create_user(email: str, roles: tuple[str, ...], password_stdin: bool,
     click.echo(f"created user {user.id} <{user.email}> roles={','.join(user.role_names) or '-'}")
 
 
+def _existing_user(email: str) -> User:
+    try:
+        user = accounts.by_email(normalize_email(email))
+    except Problem as exc:
+        raise click.ClickException(exc.detail) from None
+    if user is None:
+        raise click.ClickException("no such user")
+    return user
+
+
 @users_cli.command("grant")
 @click.argument("email")
 @click.argument("role")
 def grant(email: str, role: str) -> None:
     """Grant ROLE to the user with EMAIL."""
-    user = accounts.by_email(normalize_email(email))
-    if user is None:
-        raise click.ClickException("no such user")
+    user = _existing_user(email)
     accounts.add_role(user, role)
     click.echo(f"{user.email}: {','.join(user.role_names)}")
 
@@ -57,9 +66,7 @@ def grant(email: str, role: str) -> None:
 @click.argument("email")
 def enable(email: str) -> None:
     """Enable a disabled user again (their old sessions stay revoked)."""
-    user = accounts.by_email(normalize_email(email))
-    if user is None:
-        raise click.ClickException("no such user")
+    user = _existing_user(email)
     accounts.enable(user)
     click.echo(f"{user.email}: enabled")
 
@@ -68,9 +75,7 @@ def enable(email: str) -> None:
 @click.argument("email")
 def disable(email: str) -> None:
     """Disable a user and end all their sessions at once."""
-    user = accounts.by_email(normalize_email(email))
-    if user is None:
-        raise click.ClickException("no such user")
+    user = _existing_user(email)
     accounts.disable(user)
     click.echo(f"{user.email}: disabled, sessions revoked")
 
