@@ -2,17 +2,16 @@
 
 from __future__ import annotations
 
-import threading
 from datetime import timedelta
 from typing import Any
 
 import pytest
-from sqlalchemy import select, text
+from sqlalchemy import select
 
-from authserver import config as settings
 from authserver import cooldowns
 from authserver.extensions import db
 from authserver.models import SendCooldown
+from tests.race import pool_per_racer, race
 
 KEY = "sms:+16502530000"
 RACERS = 20
@@ -106,42 +105,13 @@ def test_a_key_longer_than_the_column_is_stored_hashed(app: Any, clock: Any) -> 
 @pytest.fixture
 def config_overrides(monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
     # A connection per racer, so none waits for the pool behind the start line.
-    original = settings._engine_options
-
-    def engine_options(url: str) -> dict[str, Any]:
-        return {**original(url), "pool_size": RACERS + 2, "max_overflow": 0}
-
-    monkeypatch.setattr(settings, "_engine_options", engine_options)
+    pool_per_racer(monkeypatch, RACERS)
     return {}
 
 
 def _race(app: Any, key: str) -> list[Any]:
-    """`reserve(key, 30)` in RACERS threads at once, each on a connection opened beforehand."""
-    barrier = threading.Barrier(RACERS, timeout=30)
-    results: list[Any] = []
-    lock = threading.Lock()
-
-    def run() -> None:
-        with app.app_context():
-            try:
-                db.session.execute(text("SELECT 1"))
-                db.session.commit()
-                barrier.wait()
-                result: Any = cooldowns.reserve(key, 30)
-            except Exception as exc:  # a database error is a real failure: keep its name
-                result = type(exc).__name__
-            finally:
-                db.session.remove()
-        with lock:
-            results.append(result)
-
-    threads = [threading.Thread(target=run) for _ in range(RACERS)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=60)
-    assert len(results) == RACERS
-    return results
+    """`reserve(key, 30)` in RACERS threads at once."""
+    return race(app, lambda: cooldowns.reserve(key, 30), RACERS)
 
 
 @pytest.fixture

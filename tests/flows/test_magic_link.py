@@ -9,17 +9,17 @@ from datetime import timedelta
 import pytest
 from flask.sessions import SecureCookieSessionInterface
 from itsdangerous import URLSafeTimedSerializer
-from sqlalchemy import func, select, text
+from sqlalchemy import func, select
 
 from authserver import accounts, tokens
 from authserver import clock as server_clock
-from authserver import config as settings
 from authserver.errors import Problem
 from authserver.extensions import db
 from authserver.flows import magic_link
 from authserver.models import MagicLink, User
 from tests.conftest import SECRET
 from tests.flows.magic_helpers import email_messages, last_mail, wrong_code
+from tests.race import pool_per_racer, race
 
 EMAIL = "ada@example.com"
 
@@ -384,39 +384,13 @@ RACERS = 20
 
 
 def _race(app, work) -> list[str]:
-    """Run `work()` in RACERS threads, each in its own app context, as nearly at once as can be.
+    """`race` in RACERS threads, each outcome as "won" or the Problem's code."""
+    def won() -> str:
+        work()
+        return "won"
 
-    Each thread opens its database connection before the start line: connecting takes
-    milliseconds, enough to serialise the racers and hide a check-then-act bug.
-    """
-    barrier = threading.Barrier(RACERS)
-    outcomes: list[str] = []
-    lock = threading.Lock()
-
-    def run() -> None:
-        with app.test_request_context(environ_base={"REMOTE_ADDR": "192.0.2.20"}):
-            try:
-                db.session.execute(text("SELECT 1"))
-                db.session.commit()
-                barrier.wait()
-                work()
-                outcome = "won"
-            except Problem as problem:
-                outcome = problem.code
-            except Exception as exc:  # a database error is a real failure: keep its name
-                outcome = type(exc).__name__
-            finally:
-                db.session.remove()
-        with lock:
-            outcomes.append(outcome)
-
-    threads = [threading.Thread(target=run) for _ in range(RACERS)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=60)
-    assert len(outcomes) == RACERS
-    return outcomes
+    outcomes = race(app, won, RACERS, remote_addr="192.0.2.20")
+    return [o.code if isinstance(o, Problem) else o for o in outcomes]
 
 
 class TestConcurrencyOnMySQL:
@@ -430,11 +404,7 @@ class TestConcurrencyOnMySQL:
     @pytest.fixture
     def config_overrides(self, monkeypatch):
         # A connection per racer, kept warm in the pool between the warm-up and the race.
-        def engine_options(url: str) -> dict:
-            return {**original(url), "pool_size": RACERS + 2, "max_overflow": 0}
-
-        original = settings._engine_options
-        monkeypatch.setattr(settings, "_engine_options", engine_options)
+        pool_per_racer(monkeypatch, RACERS)
         return {"MAGIC_LINK_RESEND_COOLDOWN": 0}
 
     def test_one_link_used_by_twenty_at_once_exactly_one_wins(self, app, mail):

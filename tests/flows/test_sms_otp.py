@@ -20,6 +20,7 @@ from authserver.models import OtpChallenge, User
 from authserver.senders.base import RecipientRejected, SenderUnavailable
 from tests.conftest import base_config
 from tests.flows.sms_helpers import code_in, last_code, sms_messages, wrong_code
+from tests.race import pool_per_racer, race
 
 PHONE = "+16502530000"
 OTHER_PHONE = "+14155550123"
@@ -28,7 +29,9 @@ pytestmark = pytest.mark.usefixtures("request_ctx")
 
 
 @pytest.fixture
-def config_overrides() -> dict[str, Any]:
+def config_overrides(monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
+    # A connection per racer for the concurrency tests, kept warm in the pool.
+    pool_per_racer(monkeypatch, 20)
     # Every app in this module has a test number configured, so the other tests also show
     # that real numbers are untouched by it.
     return {"SMS_TEST_NUMBERS": {"+15550001111": "123456"}}
@@ -371,29 +374,6 @@ def test_outcomes_are_logged_without_the_code(
 
 
 # -- concurrency (MySQL: real row locks and parallel connections) ----------------------------
-def _in_threads(app: Any, count: int, work: Callable[[], Any]) -> list[Any]:
-    """Run `work` in `count` threads at once, each with its own app context and connection."""
-    barrier = threading.Barrier(count)
-    results: list[Any] = [None] * count
-
-    def run(index: int) -> None:
-        with app.test_request_context("/", environ_base={"REMOTE_ADDR": f"198.51.100.{index}"}):
-            barrier.wait()
-            try:
-                results[index] = work()
-            except Problem as problem:
-                results[index] = problem
-            except Exception as exc:  # surfaced by the assertions below
-                results[index] = exc
-
-    threads = [threading.Thread(target=run, args=(i,)) for i in range(count)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=60)
-    return results
-
-
 def _all_read_before_any_writes(monkeypatch: pytest.MonkeyPatch, count: int) -> None:
     """Hold every verify between reading the code's row and acting on it until all have read.
 
@@ -426,7 +406,7 @@ def test_twenty_concurrent_right_codes_sign_in_exactly_once(
     code = _send(app)
     db.session.commit()
     _all_read_before_any_writes(monkeypatch, 20)
-    results = _in_threads(app, 20, lambda: sms_otp.verify_code(PHONE, code))
+    results = race(app, lambda: sms_otp.verify_code(PHONE, code))
 
     winners = [r for r in results if isinstance(r, dict)]
     losers = [r for r in results if isinstance(r, Problem)]
@@ -442,7 +422,7 @@ def test_twenty_concurrent_wrong_codes_count_at_most_five(
     code = _send(app)
     db.session.commit()
     _all_read_before_any_writes(monkeypatch, 20)
-    results = _in_threads(app, 20, lambda: sms_otp.verify_code(PHONE, wrong_code(code)))
+    results = race(app, lambda: sms_otp.verify_code(PHONE, wrong_code(code)))
 
     assert all(isinstance(r, Problem) for r in results), results
     by_code = [r.code for r in results]
@@ -458,7 +438,7 @@ def test_twenty_concurrent_wrong_codes_count_at_most_five(
 def test_concurrent_first_sign_ins_of_one_number_create_one_user(app: Any) -> None:
     # Racing requests can leave two live codes for a new number; both used at once must
     # still end in one account. The step after the code check is raced directly.
-    results = _in_threads(app, 10, lambda: sms_otp._sign_in(PHONE, "api"))
+    results = race(app, lambda: sms_otp._sign_in(PHONE, "api"), 10)
 
     assert all(isinstance(r, dict) for r in results), results
     assert len({r["user"]["id"] for r in results}) == 1
@@ -473,7 +453,7 @@ def test_twenty_concurrent_requests_for_one_phone_send_exactly_one_code(
     app.config["OTP_LIMIT_PER_PHONE_HOUR"] = "100/hour"
     app.config["OTP_LIMIT_PER_PHONE_DAY"] = "100/day"
     for sent_before in (0, 1):  # the phone's first code (INSERT), then a later one (UPDATE)
-        results = _in_threads(app, 20, lambda: sms_otp.request_code(PHONE))
+        results = race(app, lambda: sms_otp.request_code(PHONE))
 
         sent = [r for r in results if isinstance(r, dict)]
         refused = [r for r in results if isinstance(r, Problem)]
