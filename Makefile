@@ -19,7 +19,8 @@ setup: $(VENV)/.installed
 ## Serve on http://localhost:$(PORT) with SQLite and console SMS/e-mail backends.
 run: setup
 	$(BIN)/flask --app authserver db upgrade
-	$(BIN)/flask --app authserver run --port $(PORT)
+	PUBLIC_BASE_URL=$${PUBLIC_BASE_URL:-http://localhost:$(PORT)} \
+		$(BIN)/flask --app authserver run --port $(PORT)
 
 ## Run every test (SQLite and MySQL/MariaDB from TEST_DATABASE_URL, browser tests in Chromium).
 test: setup
