@@ -301,32 +301,38 @@ def _fail(reason: str, phone: str, challenge: _Challenge | None) -> Problem:
 
 
 def _count_wrong(phone: str, challenge: _Challenge) -> Problem:
-    """Record a wrong guess atomically; the guess that uses the last attempt kills the code.
-
-    Each of the OTP_MAX_ATTEMPTS counted wrong guesses answers 401 invalid_otp; any try after
-    that (or a concurrent guess that found no attempt left) answers 429 otp_attempts_exceeded.
-    """
+    """Record a wrong guess atomically (hashed codes; Twilio Verify reserves its attempt first)."""
     counted = db.session.execute(
         update(OtpChallenge)
         .where(OtpChallenge.id == challenge.id, OtpChallenge.attempts < _max_attempts())
         .values(attempts=OtpChallenge.attempts + 1)
         .execution_options(synchronize_session=False)
     ).rowcount == 1  # type: ignore[attr-defined]
+    return _wrong_try(phone, challenge, counted=counted)
+
+
+def _wrong_try(phone: str, challenge: _Challenge, *, counted: bool) -> Problem:
+    """The answer to a wrong code; the guess that used the last attempt kills the code.
+
+    Each of the OTP_MAX_ATTEMPTS counted wrong guesses answers 401 invalid_otp; any try after
+    that (or a concurrent guess that found no attempt left) answers 429 otp_attempts_exceeded.
+    """
     attempts = db.session.scalar(
         select(OtpChallenge.attempts).where(OtpChallenge.id == challenge.id)) or 0
     if attempts >= _max_attempts():
         db.session.execute(
             update(OtpChallenge)
-            .where(OtpChallenge.id == challenge.id, OtpChallenge.invalidated_at.is_(None))
+            .where(OtpChallenge.id == challenge.id, OtpChallenge.invalidated_at.is_(None),
+                   OtpChallenge.consumed_at.is_(None))
             .values(invalidated_at=clock.now())
             .execution_options(synchronize_session=False)
         )
         db.session.commit()
-        if counted:
-            log.warning("otp locked after %d wrong codes id=%s phone=%s", attempts,
-                        challenge.id, phones.mask(phone))
-            return _invalid_otp()
-        return _attempts_exceeded(challenge)
+        if not counted:
+            return _attempts_exceeded(challenge)
+        log.warning("otp locked after %d wrong codes id=%s phone=%s", attempts,
+                    challenge.id, phones.mask(phone))
+        return _invalid_otp()
     db.session.commit()
     log.info("otp verify failed (wrong code, %d/%d) id=%s phone=%s", attempts,
              _max_attempts(), challenge.id, phones.mask(phone))
@@ -387,23 +393,7 @@ def _check_with_provider(phone: str, code: str, challenge: _Challenge) -> bool:
                           PROVIDER_RETRY_AFTER) from None
     if approved:
         return True
-    attempts = db.session.scalar(
-        select(OtpChallenge.attempts).where(OtpChallenge.id == challenge.id)) or 0
-    if attempts >= _max_attempts():
-        db.session.execute(
-            update(OtpChallenge)
-            .where(OtpChallenge.id == challenge.id, OtpChallenge.invalidated_at.is_(None),
-                   OtpChallenge.consumed_at.is_(None))
-            .values(invalidated_at=clock.now())
-            .execution_options(synchronize_session=False)
-        )
-        db.session.commit()
-        log.warning("otp locked after %d wrong codes id=%s phone=%s", attempts, challenge.id,
-                    phones.mask(phone))
-        raise _attempts_exceeded(challenge)
-    log.info("otp verify failed (wrong code, %d/%d) id=%s phone=%s", attempts,
-             _max_attempts(), challenge.id, phones.mask(phone))
-    raise _invalid_otp()
+    raise _wrong_try(phone, challenge, counted=True)
 
 
 def _user_for(phone: str) -> User:
