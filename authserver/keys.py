@@ -197,8 +197,5 @@ class KeyRing:
 
 
 def keyring() -> KeyRing:
-    ring = current_app.extensions.get("authserver.keyring")
-    if ring is None:
-        ring = KeyRing(current_app._get_current_object())  # type: ignore[attr-defined]
-        current_app.extensions["authserver.keyring"] = ring
-    return ring
+    """The current app's key ring (made in create_app)."""
+    return current_app.extensions["authserver.keyring"]  # type: ignore[no-any-return]

@@ -25,7 +25,8 @@ def login(token_response: dict[str, Any]) -> None:
     """Remember the session tokens.issue opened; start a fresh cookie (no fixation)."""
     pending = session.get(HANDOFF_KEY)
     session.clear()
-    claims = tokens.verify(token_response["access_token"])
+    # Just signed by us: only the session id is needed, not another revocation look-up.
+    claims = tokens.verify(token_response["access_token"], check_revocation=False)
     session[SESSION_KEY] = claims.session_id
     session.permanent = True
     if pending:
