@@ -31,26 +31,26 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
         app.instance_path = overrides.pop("INSTANCE_PATH")
     os.makedirs(app.instance_path, exist_ok=True)
 
-    loaded = settings.load()
-    loaded.update(overrides)
-    app.config.update(settings.finalize(loaded, app.instance_path))
+    loaded = settings.load(overrides, app.instance_path)
+    app.config.update(loaded.flask_config())
+    # Flask's own keys (TESTING, WTF_CSRF_ENABLED, …) pass straight through.
+    app.config.update({k: v for k, v in overrides.items() if k.upper() not in settings.NAMES})
     app.json.sort_keys = False  # type: ignore[attr-defined]
-    _configure_logging(app)
+    _configure_logging(app, loaded.log_level)
 
-    if app.config["PROXY_FIX_HOPS"]:
-        hops = app.config["PROXY_FIX_HOPS"]
+    if loaded.proxy_fix_hops:
+        hops = loaded.proxy_fix_hops
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops, x_host=0)  # type: ignore[method-assign]
 
-    from authserver import cli, errors, headers
+    from authserver import cli, errors, headers, services
     from authserver.extensions import csrf, db, limiter, migrate
-    from authserver.keys import KeyRing
 
     db.init_app(app)
-    _sqlite_foreign_keys(app)
+    _sqlite_foreign_keys(app, loaded.database_url)
     migrate.init_app(app, db, directory=os.path.join(PROJECT_ROOT, "migrations"))
     csrf.init_app(app)
     limiter.init_app(app)
-    app.extensions["authserver.keyring"] = KeyRing(app)
+    services.init_app(app, loaded)
 
     from authserver import api, meta, web
 
@@ -66,9 +66,9 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     return app
 
 
-def _sqlite_foreign_keys(app: Flask) -> None:
+def _sqlite_foreign_keys(app: Flask, database_url: str) -> None:
     """SQLite ignores foreign keys (and so ON DELETE CASCADE) unless each connection asks."""
-    if not app.config["SQLALCHEMY_DATABASE_URI"].startswith("sqlite"):
+    if not database_url.startswith("sqlite"):
         return
     from sqlalchemy import event
 
@@ -83,8 +83,8 @@ def _sqlite_foreign_keys(app: Flask) -> None:
         event.listen(db.engine, "connect", enable)
 
 
-def _configure_logging(app: Flask) -> None:
-    level = getattr(logging, str(app.config["LOG_LEVEL"]).upper(), logging.INFO)
+def _configure_logging(app: Flask, log_level: str) -> None:
+    level = getattr(logging, log_level.upper(), logging.INFO)
     logger = logging.getLogger("authserver")
     logger.setLevel(level)
     # The Twilio SDK logs each request URL (with the account SID) at INFO.

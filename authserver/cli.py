@@ -5,10 +5,11 @@ from __future__ import annotations
 import sys
 
 import click
-from flask import Flask, current_app
+from flask import Flask
 from flask.cli import AppGroup
 
 from authserver import accounts, housekeeping, passwords
+from authserver.config import settings
 from authserver.errors import Problem
 from authserver.identifiers import normalize_email
 from authserver.keys import keyring
@@ -103,7 +104,7 @@ def rotate_keys() -> None:
 @keys_cli.command("prune")
 def prune_keys() -> None:
     """Delete retired keys older than the longest access-token lifetime."""
-    removed = keyring().prune(int(current_app.config["ACCESS_TOKEN_TTL"]) * 2)
+    removed = keyring().prune(settings().access_token_ttl * 2)
     click.echo(f"removed {removed} retired key(s)")
 
 

@@ -1,9 +1,11 @@
-"""Every setting, read from the environment once, typed, with its default and a check.
+"""Every setting, typed, in one object: `Settings`, read from the environment once per app.
 
-`load(environ)` returns a plain dict that becomes `app.config`. Each setting has a working
-default for local use; production overrides them through environment variables (the names
-are the contract's, see shared/spec/api.md). A bad value stops the app at start with a
-message that names the variable, instead of failing on the first request.
+`load(overrides, instance_path)` parses the environment (names are the upper-case field
+names, documented in docs/api.md) and the overrides given to `create_app` through the very
+same validators, fills in the defaults that depend on other settings and checks the result.
+A bad value stops the app at start with a message that names the variable, instead of
+failing on the first request. Code reads settings as attributes (`settings().otp_ttl`, see
+services.py); Flask and its extensions get the upper-case copy `flask_config()` returns.
 """
 
 from __future__ import annotations
@@ -11,10 +13,21 @@ from __future__ import annotations
 import logging
 import os
 import secrets
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass
-from typing import Any
+from collections.abc import Mapping
+from typing import Annotated, Any
 from urllib.parse import urlsplit
+
+from flask import current_app
+from limits import parse_many
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+)
 
 log = logging.getLogger("authserver.config")
 
@@ -23,22 +36,17 @@ class ConfigError(ValueError):
     """A setting has a value the server cannot run with."""
 
 
-def _bool(raw: str) -> bool:
-    value = raw.strip().lower()
-    if value in {"1", "true", "yes", "on"}:
-        return True
-    if value in {"0", "false", "no", "off", ""}:
-        return False
-    raise ValueError(f"expected true/false, got {raw!r}")
+def _split(raw: Any) -> Any:
+    if isinstance(raw, str):
+        return [item.strip() for item in raw.split(",") if item.strip()]
+    return raw
 
 
-def _list(raw: str) -> list[str]:
-    return [item.strip() for item in raw.split(",") if item.strip()]
-
-
-def _test_numbers(raw: str) -> dict[str, str]:
+def _test_numbers(raw: Any) -> Any:
+    if not isinstance(raw, str):
+        return raw
     numbers: dict[str, str] = {}
-    for item in _list(raw):
+    for item in _split(raw):
         phone, sep, code = item.partition("=")
         if not sep or not code.strip().isdigit() or len(code.strip()) != 6:
             raise ValueError(f"expected +NUMBER=6DIGITS, got {item!r}")
@@ -46,156 +54,223 @@ def _test_numbers(raw: str) -> dict[str, str]:
     return numbers
 
 
-@dataclass(frozen=True)
-class Setting:
-    name: str
-    default: Any
-    parse: Callable[[str], Any] = str
-    doc: str = ""
+def _rate(value: str) -> str:
+    value = value.strip().strip(";").strip()
+    if value:
+        list(parse_many(value))  # raises ValueError naming the bad part
+    return value
 
 
-SETTINGS: tuple[Setting, ...] = (
+#: A comma-separated list in the environment, a list in overrides.
+CommaList = Annotated[list[str], BeforeValidator(_split)]
+#: "+15550001111=123456,…" in the environment, a dict in overrides.
+TestNumbers = Annotated[dict[str, str], BeforeValidator(_test_numbers)]
+#: A rate limit in the `limits` notation ("5/hour;10/day"); empty turns it off.
+Rate = Annotated[str, AfterValidator(_rate)]
+
+
+class Settings(BaseModel):
+    """Each field is the environment variable of the same name in upper case."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True)
+
     # Core
-    Setting("DATABASE_URL", None, str, "SQLAlchemy URL; default: SQLite in the instance folder"),
-    Setting("SECRET_KEY", None, str, "signs cookies and links, encrypts signing keys at rest"),
-    Setting("PUBLIC_BASE_URL", "http://localhost:5000", str, "the origin mailed links point at"),
-    Setting("APP_NAME", "authserver", str, "shown in pages, mails and SMS"),
-    Setting("MAX_CONTENT_LENGTH", 64 * 1024, int, "largest request body accepted, in bytes"),
-    Setting("LOG_LEVEL", "INFO", str, "root log level"),
+    database_url: str = Field("", description="SQLAlchemy URL; default: SQLite in instance/")
+    secret_key: str = Field("", description="signs cookies and links, encrypts keys at rest")
+    public_base_url: str = Field("http://localhost:5000",
+                                 description="the origin mailed links point at")
+    app_name: str = Field("authserver", description="shown in pages, mails and SMS")
+    max_content_length: int = Field(64 * 1024, description="largest request body, bytes")
+    log_level: str = Field("INFO", description="root log level")
     # Tokens
-    Setting("JWT_ISSUER", None, str, "iss claim; default: PUBLIC_BASE_URL"),
-    Setting("JWT_AUDIENCE", "authserver", str, "aud claim expected by resource services"),
-    Setting("JWT_ALGORITHM", "ES256", str, "ES256 | EdDSA | RS256 | HS256"),
-    Setting("ACCESS_TOKEN_TTL", 900, int, "access token lifetime, seconds"),
-    Setting("REFRESH_TOKEN_TTL", 30 * 24 * 3600, int, "session / refresh token lifetime, seconds"),
-    Setting("REFRESH_REUSE_GRACE", 10, int, "seconds a rotated refresh token may be replayed"),
-    Setting("HANDOFF_CODE_TTL", 60, int, "lifetime of the one-time code on redirect_to, seconds"),
-    Setting("REDIRECT_ALLOWLIST", [], _list, "origins or URL prefixes redirect_to may point at"),
+    jwt_issuer: str = Field("", description="iss claim; default: PUBLIC_BASE_URL")
+    jwt_audience: str = Field("authserver", description="aud claim expected by resource services")
+    jwt_algorithm: str = Field("ES256", description="ES256 | EdDSA | RS256 | HS256")
+    access_token_ttl: int = Field(900, description="access token lifetime, seconds")
+    refresh_token_ttl: int = Field(30 * 24 * 3600,
+                                   description="session / refresh token lifetime, seconds")
+    refresh_reuse_grace: int = Field(10,
+                                     description="seconds a rotated refresh token may be replayed")
+    handoff_code_ttl: int = Field(60, description="lifetime of the one-time code on redirect_to")
+    redirect_allowlist: CommaList = Field(
+        default_factory=list, description="origins or URL prefixes redirect_to may point at")
     # Sign-up switches
-    Setting("PASSWORD_SIGNUP_ENABLED", True, _bool, "allow POST /api/v1/signup"),
-    Setting("PHONE_SIGNUP_ENABLED", True, _bool, "create users on first SMS sign-in"),
-    Setting("EMAIL_SIGNUP_ENABLED", True, _bool, "create users on first e-mail sign-in"),
+    password_signup_enabled: bool = Field(True, description="allow POST /api/v1/signup")
+    phone_signup_enabled: bool = Field(True, description="create users on first SMS sign-in")
+    email_signup_enabled: bool = Field(True, description="create users on first e-mail sign-in")
     # SMS
-    Setting("SMS_BACKEND", "console", str, "console | file | twilio | twilio_verify"),
-    Setting("SMS_ALLOWED_COUNTRIES", [], _list, "ISO country codes allowed for SMS; empty: all"),
-    Setting("SMS_TEST_NUMBERS", {}, _test_numbers, "+NUMBER=CODE pairs: fixed codes, nothing sent"),
-    Setting("PHONE_DEFAULT_REGION", "US", str, "region for numbers written without +"),
-    Setting("OTP_TTL", 300, int, "SMS code lifetime, seconds"),
-    Setting("OTP_MAX_ATTEMPTS", 5, int, "wrong tries before a code dies"),
-    Setting("OTP_RESEND_COOLDOWN", 30, int, "seconds between codes to one phone"),
-    Setting("OTP_LIMIT_PER_PHONE_HOUR", "5/hour", str, "codes per phone per hour"),
-    Setting("OTP_LIMIT_PER_PHONE_DAY", "10/day", str, "codes per phone per day"),
-    Setting("OTP_LIMIT_PER_IP_HOUR", "20/hour", str, "code requests per client IP per hour"),
-    Setting("OTP_LIMIT_PER_COUNTRY_HOUR", "200/hour", str, "codes per country prefix per hour"),
-    Setting("OTP_LIMIT_GLOBAL_HOUR", "1000/hour", str, "codes sent in all per hour (bill stop)"),
-    Setting("SMS_PROVIDER_TIMEOUT", 5.0, float, "seconds to wait for the SMS provider"),
-    Setting("TWILIO_ACCOUNT_SID", "", str, ""),
-    Setting("TWILIO_AUTH_TOKEN", "", str, ""),
-    Setting("TWILIO_FROM_NUMBER", "", str, ""),
-    Setting("TWILIO_MESSAGING_SERVICE_SID", "", str, ""),
-    Setting("TWILIO_VERIFY_SERVICE_SID", "", str, ""),
-    Setting("TWILIO_API_BASE_URL", "https://api.twilio.com", str, ""),
-    Setting("TWILIO_VERIFY_BASE_URL", "https://verify.twilio.com", str, ""),
+    sms_backend: str = Field("console", description="console | file | twilio | twilio_verify")
+    sms_allowed_countries: CommaList = Field(
+        default_factory=list, description="ISO country codes allowed for SMS; empty: all")
+    sms_test_numbers: TestNumbers = Field(
+        default_factory=dict, description="+NUMBER=CODE pairs: fixed codes, nothing sent")
+    phone_default_region: str = Field("US", description="region for numbers written without +")
+    otp_ttl: int = Field(300, description="SMS code lifetime, seconds")
+    otp_max_attempts: int = Field(5, description="wrong tries before a code dies")
+    otp_resend_cooldown: int = Field(30, description="seconds between codes to one phone")
+    otp_limit_per_phone_hour: Rate = Field("5/hour", description="codes per phone per hour")
+    otp_limit_per_phone_day: Rate = Field("10/day", description="codes per phone per day")
+    otp_limit_per_ip_hour: Rate = Field("20/hour", description="code requests per IP per hour")
+    otp_limit_per_country_hour: Rate = Field("200/hour",
+                                             description="codes per country prefix per hour")
+    otp_limit_global_hour: Rate = Field("1000/hour",
+                                        description="codes sent in all per hour (bill stop)")
+    sms_provider_timeout: float = Field(5.0, description="seconds to wait for the SMS provider")
+    twilio_account_sid: str = ""
+    twilio_auth_token: str = ""
+    twilio_from_number: str = ""
+    twilio_messaging_service_sid: str = ""
+    twilio_verify_service_sid: str = ""
+    twilio_api_base_url: str = "https://api.twilio.com"
+    twilio_verify_base_url: str = "https://verify.twilio.com"
     # E-mail
-    Setting("EMAIL_BACKEND", "console", str, "console | file | smtp"),
-    Setting("MAGIC_LINK_TTL", 900, int, "magic link and e-mailed code lifetime, seconds"),
-    Setting("MAGIC_LINK_MAX_ATTEMPTS", 5, int, "wrong e-mailed codes before they die"),
-    Setting("MAGIC_LINK_RESEND_COOLDOWN", 30, int, "seconds between mails to one address"),
-    Setting("MAGIC_LINK_LIMIT_PER_EMAIL_HOUR", "5/hour", str, "mails per address per hour"),
-    Setting("MAGIC_LINK_LIMIT_PER_IP_HOUR", "30/hour", str, "link requests per client IP per hour"),
-    Setting("MAGIC_LINK_VERIFY_LIMIT_PER_IP", "30/minute", str,
-            "link/code sign-in attempts per client IP (API and the /auth/magic button)"),
-    Setting("SMTP_HOST", "localhost", str, ""),
-    Setting("SMTP_PORT", 25, int, ""),
-    Setting("SMTP_USERNAME", "", str, ""),
-    Setting("SMTP_PASSWORD", "", str, ""),
-    Setting("SMTP_STARTTLS", False, _bool, ""),
-    Setting("SMTP_SSL", False, _bool, "implicit TLS (port 465)"),
-    Setting("SMTP_TIMEOUT", 10.0, float, "seconds to wait for the SMTP server"),
-    Setting("MAIL_FROM", "authserver <no-reply@localhost>", str, ""),
-    Setting("OUTBOX_DIR", None, str, "folder for the file backends; default: instance/outbox"),
+    email_backend: str = Field("console", description="console | file | smtp")
+    magic_link_ttl: int = Field(900, description="magic link and e-mailed code lifetime, seconds")
+    magic_link_max_attempts: int = Field(5, description="wrong e-mailed codes before they die")
+    magic_link_resend_cooldown: int = Field(30, description="seconds between mails to one address")
+    magic_link_limit_per_email_hour: Rate = Field("5/hour", description="mails per address/hour")
+    magic_link_limit_per_ip_hour: Rate = Field("30/hour",
+                                               description="link requests per client IP per hour")
+    magic_link_verify_limit_per_ip: Rate = Field(
+        "30/minute", description="link/code sign-in attempts per client IP (API and /auth/magic)")
+    smtp_host: str = "localhost"
+    smtp_port: int = 25
+    smtp_username: str = ""
+    smtp_password: str = ""
+    smtp_starttls: bool = False
+    smtp_ssl: bool = Field(False, description="implicit TLS (port 465)")
+    smtp_timeout: float = Field(10.0, description="seconds to wait for the SMTP server")
+    mail_from: str = "authserver <no-reply@localhost>"
+    outbox_dir: str = Field("", description="file backends' folder; default: instance/outbox")
     # Limits
-    Setting("RATELIMIT_STORAGE_URI", "memory://", str, "memory:// or redis://host:port/db"),
-    Setting("RATELIMIT_ENABLED", True, _bool, "turn every limit off (load tests only)"),
-    Setting("SIGNIN_LIMIT_PER_IP", "30/minute", str, "password sign-ins per client IP"),
-    Setting("SIGNIN_LIMIT_PER_ACCOUNT", "10/minute;50/hour", str, "sign-ins per e-mail address"),
-    Setting("SIGNUP_LIMIT_PER_IP", "10/hour", str, "sign-ups per client IP"),
-    Setting("TOKEN_LIMIT_PER_IP", "120/minute", str, "refresh/exchange/verify calls per client IP"),
-    Setting("PROXY_FIX_HOPS", 0, int, "trusted reverse proxies setting X-Forwarded-For"),
+    ratelimit_storage_uri: str = Field("memory://", description="memory:// or redis://host:port/db")
+    ratelimit_enabled: bool = Field(True, description="turn every limit off (load tests only)")
+    signin_limit_per_ip: Rate = Field("30/minute", description="password sign-ins per client IP")
+    signin_limit_per_account: Rate = Field("10/minute;50/hour",
+                                           description="sign-ins per e-mail address")
+    signup_limit_per_ip: Rate = Field("10/hour", description="sign-ups per client IP")
+    token_limit_per_ip: Rate = Field("120/minute",
+                                     description="refresh/exchange/verify calls per client IP")
+    proxy_fix_hops: int = Field(0, description="trusted reverse proxies setting X-Forwarded-For")
     # Web
-    Setting("SESSION_COOKIE_SECURE", None, _bool, "default: true when PUBLIC_BASE_URL is https"),
-)
+    session_cookie_secure: bool | None = Field(
+        None, description="default: true when PUBLIC_BASE_URL is https")
+
+    @field_validator("public_base_url")
+    @classmethod
+    def _absolute_base(cls, value: str) -> str:
+        parts = urlsplit(value)
+        if parts.scheme not in {"http", "https"} or not parts.netloc:
+            raise ValueError("expected an absolute http(s) URL")
+        return value.rstrip("/")
+
+    @field_validator("jwt_algorithm")
+    @classmethod
+    def _algorithm(cls, value: str) -> str:
+        if value not in {"ES256", "EdDSA", "RS256", "HS256"}:
+            raise ValueError("expected ES256, EdDSA, RS256 or HS256")
+        return value
+
+    @field_validator("sms_backend")
+    @classmethod
+    def _sms_backend(cls, value: str) -> str:
+        if value not in {"console", "file", "twilio", "twilio_verify"}:
+            raise ValueError("expected console, file, twilio or twilio_verify")
+        return value
+
+    @field_validator("email_backend")
+    @classmethod
+    def _email_backend(cls, value: str) -> str:
+        if value not in {"console", "file", "smtp"}:
+            raise ValueError("expected console, file or smtp")
+        return value
+
+    @field_validator("access_token_ttl", "refresh_token_ttl", "otp_ttl", "magic_link_ttl")
+    @classmethod
+    def _positive(cls, value: int) -> int:
+        if value <= 0:
+            raise ValueError("must be positive")
+        return value
+
+    @field_validator("redirect_allowlist")
+    @classmethod
+    def _absolute_redirects(cls, value: list[str]) -> list[str]:
+        for entry in value:
+            parts = urlsplit(entry)
+            # Custom app schemes (myapp://callback) are fine; http(s) needs a host.
+            if not parts.scheme or (parts.scheme in {"http", "https"} and not parts.netloc):
+                raise ValueError(f"{entry!r} is not an absolute URL")
+        return value
+
+    def flask_config(self) -> dict[str, Any]:
+        """The upper-case mapping Flask, its extensions and the sender builders read."""
+        config = {name.upper(): value for name, value in self.model_dump().items()}
+        config.update(
+            SQLALCHEMY_DATABASE_URI=self.database_url,
+            SQLALCHEMY_ENGINE_OPTIONS=engine_options(self.database_url),
+            RATELIMIT_HEADERS_ENABLED=False,  # Retry-After goes on 429s only
+            SESSION_COOKIE_HTTPONLY=True,
+            SESSION_COOKIE_SAMESITE="Lax",
+            SESSION_COOKIE_NAME="authserver_session",
+            WTF_CSRF_TIME_LIMIT=None,  # the token lives as long as the cookie session
+        )
+        return config
 
 
-def load(environ: Mapping[str, str] | None = None) -> dict[str, Any]:
-    """Read every setting from `environ` (default: os.environ) into a config dict."""
+#: Where create_app keeps the app's Settings (services.py puts them there).
+EXTENSION_KEY = "authserver.settings"
+
+
+def settings() -> Settings:
+    """The current app's settings: `settings().otp_ttl`."""
+    return current_app.extensions[EXTENSION_KEY]  # type: ignore[no-any-return]
+
+
+#: The settings' names as the environment spells them.
+NAMES = frozenset(name.upper() for name in Settings.model_fields)
+
+
+def load(overrides: Mapping[str, Any] | None, instance_path: str,
+         environ: Mapping[str, str] | None = None) -> Settings:
+    """Settings from `environ` (default: os.environ) and `overrides` (upper-case names).
+
+    Overrides go through the same validation as the environment: "30" and 30 both work.
+    """
     environ = os.environ if environ is None else environ
-    config: dict[str, Any] = {}
-    for setting in SETTINGS:
-        raw = environ.get(setting.name)
-        if raw is None or raw == "":
-            value = setting.default
-            # Copy mutable defaults so one app's config can't leak into another's.
-            if isinstance(value, list | dict):
-                value = type(value)(value)
-        else:
-            try:
-                value = setting.parse(raw)
-            except ValueError as exc:
-                raise ConfigError(f"{setting.name}: {exc}") from exc
-        config[setting.name] = value
-    return config
+    values: dict[str, Any] = {name.lower(): raw for name, raw in environ.items()
+                              if name.upper() in NAMES and raw != ""}
+    values.update({name.lower(): value for name, value in (overrides or {}).items()
+                   if name.upper() in NAMES})
+    try:
+        settings = Settings(**values)
+    except ValidationError as exc:
+        error = exc.errors()[0]
+        name = str(error["loc"][0]).upper() if error["loc"] else "settings"
+        message = str(error["msg"]).removeprefix("Value error, ")
+        raise ConfigError(f"{name}: {message}") from None
+    return _finalize(settings, instance_path)
 
 
-def finalize(config: dict[str, Any], instance_path: str) -> dict[str, Any]:
-    """Fill in the defaults that depend on other settings, then check the result."""
-    if not config.get("DATABASE_URL"):
-        config["DATABASE_URL"] = "sqlite:///" + os.path.join(instance_path, "authserver.db")
-    if not config.get("SECRET_KEY"):
-        config["SECRET_KEY"] = _dev_secret(instance_path)
-    if not config.get("OUTBOX_DIR"):
-        config["OUTBOX_DIR"] = os.path.join(instance_path, "outbox")
-    config["PUBLIC_BASE_URL"] = config["PUBLIC_BASE_URL"].rstrip("/")
-    if not config.get("JWT_ISSUER"):
-        config["JWT_ISSUER"] = config["PUBLIC_BASE_URL"]
-    if config.get("SESSION_COOKIE_SECURE") is None:
-        config["SESSION_COOKIE_SECURE"] = config["PUBLIC_BASE_URL"].startswith("https://")
-
-    _check(config)
-    config["SQLALCHEMY_DATABASE_URI"] = config["DATABASE_URL"]
-    config["SQLALCHEMY_ENGINE_OPTIONS"] = _engine_options(config["DATABASE_URL"])
-    config["RATELIMIT_HEADERS_ENABLED"] = False  # Retry-After goes on 429s only
-    config["SESSION_COOKIE_HTTPONLY"] = True
-    config["SESSION_COOKIE_SAMESITE"] = "Lax"
-    config["SESSION_COOKIE_NAME"] = "authserver_session"
-    config["WTF_CSRF_TIME_LIMIT"] = None  # the token lives as long as the cookie session
-    config["JSON_SORT_KEYS"] = False
-    return config
-
-
-def _check(config: dict[str, Any]) -> None:
-    if config["JWT_ALGORITHM"] not in {"ES256", "EdDSA", "RS256", "HS256"}:
-        raise ConfigError("JWT_ALGORITHM: expected ES256, EdDSA, RS256 or HS256")
-    if config["SMS_BACKEND"] not in {"console", "file", "twilio", "twilio_verify"}:
-        raise ConfigError("SMS_BACKEND: expected console, file, twilio or twilio_verify")
-    if config["EMAIL_BACKEND"] not in {"console", "file", "smtp"}:
-        raise ConfigError("EMAIL_BACKEND: expected console, file or smtp")
-    base = urlsplit(config["PUBLIC_BASE_URL"])
-    if base.scheme not in {"http", "https"} or not base.netloc:
-        raise ConfigError("PUBLIC_BASE_URL: expected an absolute http(s) URL")
-    for name in ("ACCESS_TOKEN_TTL", "REFRESH_TOKEN_TTL", "OTP_TTL", "MAGIC_LINK_TTL"):
-        if config[name] <= 0:
-            raise ConfigError(f"{name}: must be positive")
-    if len(config["SECRET_KEY"]) < 16:
+def _finalize(settings: Settings, instance_path: str) -> Settings:
+    """Fill in the defaults that depend on other settings or on the instance folder."""
+    filled: dict[str, Any] = {}
+    if not settings.database_url:
+        filled["database_url"] = "sqlite:///" + os.path.join(instance_path, "authserver.db")
+    if not settings.secret_key:
+        filled["secret_key"] = _dev_secret(instance_path)
+    if not settings.outbox_dir:
+        filled["outbox_dir"] = os.path.join(instance_path, "outbox")
+    if not settings.jwt_issuer:
+        filled["jwt_issuer"] = settings.public_base_url
+    if settings.session_cookie_secure is None:
+        filled["session_cookie_secure"] = settings.public_base_url.startswith("https://")
+    settings = settings.model_copy(update=filled)  # values computed here, already valid
+    if len(settings.secret_key) < 16:
         raise ConfigError("SECRET_KEY: use at least 32 random characters")
-    for entry in config["REDIRECT_ALLOWLIST"]:
-        parts = urlsplit(entry)
-        # Custom app schemes (myapp://callback) are fine; http(s) needs a host.
-        if not parts.scheme or (parts.scheme in {"http", "https"} and not parts.netloc):
-            raise ConfigError(f"REDIRECT_ALLOWLIST: {entry!r} is not an absolute URL")
+    return settings
 
 
-def _engine_options(url: str) -> dict[str, Any]:
+def engine_options(url: str) -> dict[str, Any]:
     if url.startswith("mysql"):
         return {
             "pool_pre_ping": True,

@@ -4,14 +4,16 @@ from __future__ import annotations
 
 from urllib.parse import urlsplit
 
-from flask import Flask, Response, current_app, request
+from flask import Flask, Response, request
+
+from authserver.config import settings
 
 
 def _form_action() -> str:
     # Chromium applies form-action to the redirect after a POST, so the allow-listed apps a
     # sign-in may hand over to must be listed next to 'self'.
     origins = []
-    for entry in current_app.config["REDIRECT_ALLOWLIST"]:
+    for entry in settings().redirect_allowlist:
         parts = urlsplit(entry)
         origins.append(f"{parts.scheme}://{parts.netloc}" if parts.netloc else f"{parts.scheme}:")
     return " ".join(["'self'", *sorted(set(origins))])
@@ -37,6 +39,6 @@ def init_app(app: Flask) -> None:
             # Token responses and user data must never sit in a shared cache.
             headers.setdefault("Cache-Control", "no-store")
             headers.setdefault("Pragma", "no-cache")
-        if current_app.config["PUBLIC_BASE_URL"].startswith("https://"):
+        if settings().public_base_url.startswith("https://"):
             headers.setdefault("Strict-Transport-Security", "max-age=31536000")
         return response

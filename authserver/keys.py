@@ -23,7 +23,6 @@ from cryptography.fernet import Fernet, InvalidToken
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
-from flask import Flask, current_app
 from sqlalchemy import select
 
 from authserver import clock
@@ -82,9 +81,9 @@ def _public_jwk(kid: str, algorithm: str, private: Any) -> dict[str, Any] | None
 class KeyRing:
     """The signing keys of one app, cached in this process."""
 
-    def __init__(self, app: Flask) -> None:
-        self._fernet = _fernet(app.config["SECRET_KEY"])
-        self._algorithm = app.config["JWT_ALGORITHM"]
+    def __init__(self, secret_key: str, algorithm: str) -> None:
+        self._fernet = _fernet(secret_key)
+        self._algorithm = algorithm
         self._keys: dict[str, LoadedKey] = {}
         self._active: LoadedKey | None = None
         self._lock = threading.Lock()
@@ -197,5 +196,7 @@ class KeyRing:
 
 
 def keyring() -> KeyRing:
-    """The current app's key ring (made in create_app)."""
-    return current_app.extensions["authserver.keyring"]  # type: ignore[no-any-return]
+    """The current app's key ring (built once in create_app, see services.py)."""
+    from authserver.services import services
+
+    return services().keyring

@@ -14,9 +14,9 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 import phonenumbers
-from flask import current_app
 from phonenumbers import NumberParseException, PhoneNumberFormat, PhoneNumberType
 
+from authserver.config import settings
 from authserver.errors import Problem
 
 # Longer input is never a phone number; it only makes the parser work for nothing.
@@ -64,7 +64,7 @@ def _e164(number: phonenumbers.PhoneNumber) -> str:
 
 def parse_phone(raw: object, default_region: str | None = None) -> str:
     """The E.164 form of `raw` (422 invalid_phone if it can't be read as a number at all)."""
-    region = default_region or current_app.config["PHONE_DEFAULT_REGION"]
+    region = default_region or settings().phone_default_region
     return _e164(_parse(raw, region))
 
 
@@ -90,10 +90,10 @@ def sms_phone(
 
     Raises 422 invalid_phone or 422 phone_country_not_allowed.
     """
-    config = current_app.config
-    region = default_region or config["PHONE_DEFAULT_REGION"]
+    config = settings()
+    region = default_region or config.phone_default_region
     allowed = {c.strip().upper() for c in (
-        config["SMS_ALLOWED_COUNTRIES"] if allowed_countries is None else allowed_countries)}
+        config.sms_allowed_countries if allowed_countries is None else allowed_countries)}
     number = _parse(raw, region)
     e164 = _e164(number)
     country = phonenumbers.region_code_for_number(number)

@@ -18,8 +18,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from urllib.parse import SplitResult, unquote, urlsplit
 
-from flask import current_app
-
+from authserver.config import settings
 from authserver.errors import Problem
 
 MAX_REDIRECT_LENGTH = 2048
@@ -105,7 +104,7 @@ def check_redirect(url: str | None) -> str | None:
     """`url` unchanged when it is allowed (None stays None); else 422 invalid_redirect."""
     if url is None:
         return None
-    if not is_allowed(url, current_app.config["REDIRECT_ALLOWLIST"]):
+    if not is_allowed(url, settings().redirect_allowlist):
         raise Problem(422, "invalid_redirect",
                       "redirect_to is not one of the addresses this server may send you to.",
                       field="redirect_to")

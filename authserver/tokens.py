@@ -24,10 +24,11 @@ from datetime import timedelta
 from typing import Any, TypeVar
 
 import jwt
-from flask import current_app, g, has_request_context, request
+from flask import g, has_request_context, request
 from sqlalchemy import select, update
 
 from authserver import clock
+from authserver.config import settings
 from authserver.errors import Problem, invalid_token
 from authserver.extensions import db
 from authserver.keys import keyring
@@ -79,7 +80,7 @@ def issue(user: User, amr: list[str], *, client: str = "api") -> dict[str, Any]:
         user_agent=agent,
         created_at=now,
         last_used_at=now,
-        expires_at=now + timedelta(seconds=current_app.config["REFRESH_TOKEN_TTL"]),
+        expires_at=now + timedelta(seconds=settings().refresh_token_ttl),
     )
     db.session.add(session)
     db.session.flush()
@@ -97,7 +98,7 @@ def _successor(refresh_token: str) -> str:
     A thief replaying a just-rotated token therefore shares the one chain with the owner, and
     the next rotation by either of them is a reuse the other one trips over.
     """
-    key = current_app.config["SECRET_KEY"].encode()
+    key = settings().secret_key.encode()
     digest = hmac.new(key, b"authserver.refresh-successor:" + refresh_token.encode(),
                       hashlib.sha256).digest()
     return base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
@@ -116,13 +117,13 @@ def _mint_refresh(session: Session, parent_id: int | None, token: str | None = N
 
 
 def _sign_access(user: User, session: Session) -> tuple[str, int]:
-    config = current_app.config
+    config = settings()
     key = keyring().active()
     now = clock.timestamp()
-    ttl = int(config["ACCESS_TOKEN_TTL"])
+    ttl = config.access_token_ttl
     claims = {
-        "iss": config["JWT_ISSUER"],
-        "aud": config["JWT_AUDIENCE"],
+        "iss": config.jwt_issuer,
+        "aud": config.jwt_audience,
         "sub": user.id,
         "iat": now,
         "nbf": now,
@@ -164,14 +165,14 @@ def decode(token: str) -> dict[str, Any]:
     # HMAC secret, and `alg: none` never reaches a key at all.
     if key is None or key.algorithm != alg:
         raise invalid_token("The access token was not signed by this server.")
-    config = current_app.config
+    config = settings()
     try:
         claims = jwt.decode(
             token,
             key.verifying_key,
             algorithms=[key.algorithm],
-            audience=config["JWT_AUDIENCE"],
-            issuer=config["JWT_ISSUER"],
+            audience=config.jwt_audience,
+            issuer=config.jwt_issuer,
             # exp/nbf/iat are checked below against clock.now(), the server's one clock.
             options={"require": REQUIRED_CLAIMS, "verify_exp": False, "verify_nbf": False,
                      "verify_iat": False},
@@ -296,7 +297,7 @@ def refresh(refresh_token: str) -> dict[str, Any]:
         db.session.rollback()
         rotated_at = db.session.scalar(
             select(RefreshToken.rotated_at).where(RefreshToken.id == row.id))
-        grace = timedelta(seconds=current_app.config["REFRESH_REUSE_GRACE"])
+        grace = timedelta(seconds=settings().refresh_reuse_grace)
         if rotated_at is None or now - rotated_at > grace:
             revoke_session(session.id, reason="refresh_reuse")
             log.warning("refresh token reuse: session %s revoked", session.id)

@@ -81,9 +81,9 @@ def pool_per_racer(monkeypatch: pytest.MonkeyPatch, count: int = 20) -> None:
     would be closed on return and reopened after the start line. Call it from the module's
     `config_overrides` fixture, which runs before the app and its engine are made.
     """
-    original = settings._engine_options
+    original = settings.engine_options
 
     def engine_options(url: str) -> dict[str, Any]:
         return {**original(url), "pool_size": count + 2, "max_overflow": 0}
 
-    monkeypatch.setattr(settings, "_engine_options", engine_options)
+    monkeypatch.setattr(settings, "engine_options", engine_options)

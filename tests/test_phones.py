@@ -9,6 +9,7 @@ import pytest
 
 from authserver import create_app, phones
 from authserver.errors import Problem
+from authserver.services import configure
 from tests.conftest import base_config
 
 
@@ -40,7 +41,7 @@ def test_common_notations_normalise_to_e164(app_ctx: Any, raw: str) -> None:
 def test_default_region_applies_to_numbers_without_plus(app_ctx: Any) -> None:
     assert phones.parse_phone("06 12 34 56 78", default_region="FR") == "+33612345678"
     assert phones.sms_phone("06 12 34 56 78", default_region="fr").region == "FR"
-    app_ctx.config["PHONE_DEFAULT_REGION"] = "GB"
+    configure(app_ctx, PHONE_DEFAULT_REGION="GB")
     assert phones.parse_phone("07400 123456") == "+447400123456"
 
 
@@ -78,7 +79,7 @@ def test_numbers_that_cannot_take_a_text_are_refused(app_ctx: Any, raw: str) -> 
 
 
 def test_country_allow_list(app_ctx: Any) -> None:
-    app_ctx.config["SMS_ALLOWED_COUNTRIES"] = ["us", "CA"]
+    configure(app_ctx, SMS_ALLOWED_COUNTRIES=["us", "CA"])
     assert phones.sms_phone("(650) 253-0000").region == "US"
     assert phones.sms_phone("+1 416 555 0123").region == "CA"
     problem = _problem(phones.sms_phone, "+33 6 12 34 56 78")
@@ -90,12 +91,12 @@ def test_country_allow_list(app_ctx: Any) -> None:
 
 
 def test_invalid_number_outside_allowed_countries_is_invalid_phone(app_ctx: Any) -> None:
-    app_ctx.config["SMS_ALLOWED_COUNTRIES"] = ["FR"]
+    configure(app_ctx, SMS_ALLOWED_COUNTRIES=["FR"])
     assert _problem(phones.sms_phone, "+1 555 000 1111").code == "invalid_phone"
 
 
 def test_test_numbers_skip_the_checks(app_ctx: Any) -> None:
-    app_ctx.config["SMS_ALLOWED_COUNTRIES"] = ["FR"]
+    configure(app_ctx, SMS_ALLOWED_COUNTRIES=["FR"])
     # 555-000-1111 is not a real US number, which is why it makes a good test number.
     phone = phones.sms_phone("(555) 000-1111", test_numbers={"+15550001111"})
     assert phone.e164 == "+15550001111"

@@ -35,10 +35,11 @@ import sys
 from authserver import create_app, ratelimits
 from authserver.errors import Problem
 app = create_app({"INSTANCE_PATH": sys.argv[1], "DATABASE_URL": "sqlite://",
-                  "SECRET_KEY": "x" * 32, "RATELIMIT_STORAGE_URI": sys.argv[2]})
+                  "SECRET_KEY": "x" * 32, "RATELIMIT_STORAGE_URI": sys.argv[2],
+                  "SIGNIN_LIMIT_PER_ACCOUNT": "3/minute"})
 with app.test_request_context():
     try:
-        ratelimits.hit("shared", sys.argv[3], "3/minute")
+        ratelimits.hit(ratelimits.SIGNIN_ACCOUNT, sys.argv[3])
     except Problem as exc:
         print("limited", exc.headers["Retry-After"])
     else:
@@ -67,11 +68,13 @@ def test_memory_storage_is_per_process(tmp_path):
 
 
 def test_check_does_not_count_and_count_does(tmp_path):
-    app = create_app(base_config(tmp_path, "sqlite:///" + str(tmp_path / "m.db")))
+    app = create_app({**base_config(tmp_path, "sqlite:///" + str(tmp_path / "m.db")),
+                      "SIGNIN_LIMIT_PER_ACCOUNT": "2/minute"})
+    probe = ratelimits.SIGNIN_ACCOUNT
     with app.test_request_context():
         for _ in range(5):
-            ratelimits.check("probe", "k", "2/minute")  # looking costs nothing
-        ratelimits.count("probe", "k", "2/minute")
-        ratelimits.count("probe", "k", "2/minute")
+            ratelimits.check(probe, "k")  # looking costs nothing
+        ratelimits.count(probe, "k")
+        ratelimits.count(probe, "k")
         with pytest.raises(Problem):
-            ratelimits.check("probe", "k", "2/minute")
+            ratelimits.check(probe, "k")

@@ -6,6 +6,7 @@ import pytest
 
 from authserver.errors import Problem
 from authserver.redirects import check_redirect, is_allowed
+from authserver.services import configure
 
 ALLOWLIST = [
     "https://app.example.com",            # an origin: any path there
@@ -107,7 +108,7 @@ def test_dangerous_schemes_are_refused_even_when_listed():
 
 
 def test_check_redirect_answers_422_invalid_redirect(app):
-    app.config["REDIRECT_ALLOWLIST"] = ALLOWLIST
+    configure(app, REDIRECT_ALLOWLIST=ALLOWLIST)
     assert check_redirect(None) is None
     assert check_redirect("myapp://auth/x") == "myapp://auth/x"
     with pytest.raises(Problem) as caught:

@@ -253,7 +253,8 @@ def test_rotation_by_another_process_takes_over_within_the_refresh_interval(app,
     from authserver.keys import KeyRing
 
     first = tokens.issue(user, ["pwd"])["access_token"]
-    other_process = KeyRing(app)  # e.g. `flask keys rotate` in a shell
+    # e.g. `flask keys rotate` in a shell
+    other_process = KeyRing(app.config["SECRET_KEY"], app.config["JWT_ALGORITHM"])
     new_kid = other_process.rotate().kid
     # Until the signer refreshes, it still signs with the key it has loaded.
     assert jwt.get_unverified_header(tokens.issue(user, ["pwd"])["access_token"])["kid"] != new_kid

@@ -2,17 +2,13 @@
 
 from __future__ import annotations
 
-from flask import Response, current_app, jsonify
+from flask import Response, jsonify
 
+from authserver import ratelimits
 from authserver.api import bp
 from authserver.api.body import json_body
 from authserver.errors import Problem
-from authserver.extensions import limiter
 from authserver.flows import magic_link
-
-
-def _verify_limit() -> str:
-    return current_app.config["MAGIC_LINK_VERIFY_LIMIT_PER_IP"]
 
 
 @bp.post("/magic-link/request")
@@ -25,7 +21,7 @@ def request_link() -> tuple[Response, int]:
 
 
 @bp.post("/magic-link/verify")
-@limiter.limit(_verify_limit)
+@ratelimits.route(ratelimits.LINK_VERIFY_IP)
 def verify() -> Response:
     body = json_body(optional=("token", "email", "code"))
     if body["token"]:

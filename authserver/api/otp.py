@@ -3,18 +3,10 @@
 from __future__ import annotations
 
 from flask import Response, jsonify
-from flask.blueprints import BlueprintSetupState
 
 from authserver.api import bp
 from authserver.api.body import json_body
 from authserver.flows import sms_otp
-
-
-@bp.record_once
-def _init_sms(state: BlueprintSetupState) -> None:
-    # Runs once per app as create_app registers the API: builds the SMS sender, checks the
-    # SMS settings and warns about SMS_TEST_NUMBERS at start rather than on the first text.
-    sms_otp.init_app(state.app)
 
 
 @bp.post("/otp/request")

@@ -2,21 +2,16 @@
 
 from __future__ import annotations
 
-from flask import Response, current_app, g, jsonify
+from flask import Response, g, jsonify
 
-from authserver import tokens
+from authserver import ratelimits, tokens
 from authserver.api import bp
 from authserver.api.body import json_body
-from authserver.extensions import limiter
 from authserver.flows import handoff
 
 
-def _token_limit() -> str:
-    return current_app.config["TOKEN_LIMIT_PER_IP"]
-
-
 @bp.post("/token/refresh")
-@limiter.limit(_token_limit)
+@ratelimits.route(ratelimits.TOKEN_IP)
 def refresh() -> Response:
     body = json_body(required=("refresh_token",))
     return jsonify(tokens.refresh(body["refresh_token"]))
@@ -52,7 +47,7 @@ def is_admin() -> Response:
 
 
 @bp.post("/token/exchange")
-@limiter.limit(_token_limit)
+@ratelimits.route(ratelimits.TOKEN_IP)
 def exchange() -> Response:
     body = json_body(required=("code",), optional=("code_verifier",))
     return jsonify(handoff.exchange(body["code"], body["code_verifier"]))

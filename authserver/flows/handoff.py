@@ -18,10 +18,10 @@ from datetime import timedelta
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
-from flask import current_app
 from sqlalchemy import select, update
 
 from authserver import clock, tokens
+from authserver.config import settings
 from authserver.errors import Problem
 from authserver.extensions import db
 from authserver.models import HandoffCode, User
@@ -62,7 +62,7 @@ def create_code(user: User, amr: list[str], redirect_to: str,
         redirect_to=redirect_to,
         code_challenge=code_challenge,
         created_at=now,
-        expires_at=now + timedelta(seconds=current_app.config["HANDOFF_CODE_TTL"]),
+        expires_at=now + timedelta(seconds=settings().handoff_code_ttl),
     ))
     db.session.commit()
     return code

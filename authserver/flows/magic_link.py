@@ -33,7 +33,7 @@ from datetime import datetime, timedelta
 from typing import Any
 from urllib.parse import urlencode
 
-from flask import Flask, current_app, render_template
+from flask import current_app, render_template
 from itsdangerous import BadData, TimestampSigner, URLSafeTimedSerializer
 from sqlalchemy import delete, select, update
 
@@ -46,7 +46,8 @@ from authserver.models import MagicLink, User
 from authserver.models.base import new_id
 from authserver.redirects import check_redirect
 from authserver.senders.base import RecipientRejected, SenderUnavailable
-from authserver.senders.email import EmailSender, build_email_sender
+from authserver.senders.email import EmailSender
+from authserver.services import services, settings
 
 log = logging.getLogger("authserver.flows.magic_link")
 
@@ -59,7 +60,6 @@ MAX_TOKEN_LENGTH = 512
 # A person rarely has more than a couple of mails outstanding (MAGIC_LINK_LIMIT_PER_EMAIL_HOUR
 # caps it); a code is compared against at most this many of the newest.
 MAX_CODE_CANDIDATES = 10
-_SENDER_KEY = "authserver.email_sender"
 _TIMING_KEY = "authserver.magic_link_send_seconds"
 
 
@@ -100,7 +100,7 @@ class _ClockSigner(TimestampSigner):
 
 
 def _serializer() -> URLSafeTimedSerializer:
-    return URLSafeTimedSerializer(current_app.config["SECRET_KEY"], salt=TOKEN_SALT,
+    return URLSafeTimedSerializer(settings().secret_key, salt=TOKEN_SALT,
                                   signer=_ClockSigner)
 
 
@@ -113,7 +113,7 @@ def _token_link_id(token: Any) -> str | None:
     if not isinstance(token, str) or not token or len(token) > MAX_TOKEN_LENGTH:
         return None
     try:
-        link_id = _serializer().loads(token, max_age=current_app.config["MAGIC_LINK_TTL"])
+        link_id = _serializer().loads(token, max_age=settings().magic_link_ttl)
     except BadData:
         return None
     if not isinstance(link_id, str) or not 0 < len(link_id) <= 36:
@@ -123,7 +123,7 @@ def _token_link_id(token: Any) -> str | None:
 
 def _code_hash(link_id: str, code: str) -> str:
     # The row id is mixed in so equal codes in two mails never have equal hashes.
-    key = hmac.new(current_app.config["SECRET_KEY"].encode(), CODE_KEY_LABEL,
+    key = hmac.new(settings().secret_key.encode(), CODE_KEY_LABEL,
                    hashlib.sha256).digest()
     return hmac.new(key, f"{link_id}:{code}".encode(), hashlib.sha256).hexdigest()
 
@@ -134,17 +134,13 @@ def _new_code() -> str:
 
 def link_url(token: str) -> str:
     """The mailed link. Built from PUBLIC_BASE_URL only: a forged Host header can't move it."""
-    return f"{current_app.config['PUBLIC_BASE_URL']}{LINK_PATH}?{urlencode({'token': token})}"
+    return f"{settings().public_base_url}{LINK_PATH}?{urlencode({'token': token})}"
 
 
 # -- sending ---------------------------------------------------------------------------------
-def email_sender(app: Flask | None = None) -> EmailSender:
+def email_sender() -> EmailSender:
     """The app's e-mail sender, built once from its configuration."""
-    app = app or current_app._get_current_object()  # type: ignore[attr-defined]
-    sender = app.extensions.get(_SENDER_KEY)
-    if sender is None:
-        sender = app.extensions.setdefault(_SENDER_KEY, build_email_sender(app.config))
-    return sender  # type: ignore[no-any-return]
+    return services().email
 
 
 class _SendTiming:
@@ -173,21 +169,12 @@ def _timing() -> _SendTiming:
     return timing  # type: ignore[no-any-return]
 
 
-TOO_MANY = "Too many sign-in mails were asked for. Try again later."
-
-
-def _limits(email: str) -> list[tuple[str, str, str, str]]:
-    """(name, key, limit, what a person is told when it is reached).
-
-    Checked before sending and counted after; not atomic, but every send must also win the
+def _limits(email: str) -> list[tuple[ratelimits.Limit, str]]:
+    """Checked before sending and counted after; not atomic, but every send must also win the
     address's slot (_reserve_slot), so the per-address count can't be raced and the per-IP
     one may overshoot only by the few requests in flight at once.
     """
-    config = current_app.config
-    return [
-        ("magic-link-ip", client_ip(), config["MAGIC_LINK_LIMIT_PER_IP_HOUR"], TOO_MANY),
-        ("magic-link-email", email, config["MAGIC_LINK_LIMIT_PER_EMAIL_HOUR"], TOO_MANY),
-    ]
+    return [(ratelimits.MAIL_IP, client_ip()), (ratelimits.MAIL_ADDRESS, email)]
 
 
 def _slot(email: str) -> str:
@@ -196,10 +183,10 @@ def _slot(email: str) -> str:
 
 def _reserve_slot(email: str) -> bool:
     """Take the address's resend slot (429 when another mail holds it); True if one was taken."""
-    config = current_app.config
-    if not config["RATELIMIT_ENABLED"]:
+    config = settings()
+    if not config.ratelimit_enabled:
         return False
-    wait = cooldowns.reserve(_slot(email), int(config["MAGIC_LINK_RESEND_COOLDOWN"]))
+    wait = cooldowns.reserve(_slot(email), config.magic_link_resend_cooldown)
     if wait:
         log.info("magic link refused (cooldown) to=%s", _mask(email))
         raise rate_limited(wait, f"A sign-in mail was just sent. Check your inbox, or wait up "
@@ -215,25 +202,25 @@ def request_link(email: str, redirect_to: str | None = None,
     Raises 422 (invalid_email, invalid_redirect, invalid_request for a bad PKCE challenge),
     429 rate_limited, 503 service_unavailable when the mail could not be handed over.
     """
-    config = current_app.config
+    config = settings()
     email = normalize_email(email)
     redirect_to = check_redirect(redirect_to)
     code_challenge = handoff.check_challenge(code_challenge, code_challenge_method)
     limits = _limits(email)
-    for name, key, spec, detail in limits:
-        ratelimits.check(name, key, spec, detail)
+    for limit, key in limits:
+        ratelimits.check(limit, key)
     # Last before sending (and before looking the address up), so a request refused above
     # never holds the slot, and known and unknown addresses take it alike.
     reserved = _reserve_slot(email)
 
-    answer = {"sent": True, "expires_in": int(config["MAGIC_LINK_TTL"])}
-    if not config["EMAIL_SIGNUP_ENABLED"] and accounts.by_email(email) is None:
+    answer = {"sent": True, "expires_in": config.magic_link_ttl}
+    if not config.email_signup_enabled and accounts.by_email(email) is None:
         # Nobody to sign in and nobody to create: send nothing, but look, count and hold the
         # cooldown exactly like a send so neither the answer, its timing nor the limits tell
         # this case apart.
         _timing().pad()
-        for name, key, spec, _detail in limits:
-            ratelimits.count(name, key, spec)
+        for limit, key in limits:
+            ratelimits.count(limit, key)
         log.info("magic link not sent (no account, sign-up off) to=%s", _mask(email))
         return answer
 
@@ -244,7 +231,7 @@ def request_link(email: str, redirect_to: str | None = None,
     db.session.add(MagicLink(
         id=link_id, email=email, code_hash=_code_hash(link_id, code), attempts=0,
         redirect_to=redirect_to, code_challenge=code_challenge, ip=client_ip(),
-        created_at=now, expires_at=now + timedelta(seconds=int(config["MAGIC_LINK_TTL"])),
+        created_at=now, expires_at=now + timedelta(seconds=config.magic_link_ttl),
     ))
     db.session.commit()
 
@@ -266,22 +253,22 @@ def request_link(email: str, redirect_to: str | None = None,
                           field="email") from None
         raise unavailable("The mail server is not answering. Try again shortly.") from None
     _timing().record(time.monotonic() - started)
-    for name, key, spec, _detail in limits:
-        ratelimits.count(name, key, spec)
+    for limit, key in limits:
+        ratelimits.count(limit, key)
     log.info("magic link sent link=%s to=%s", link_id, _mask(email))
     return answer
 
 
 def _send(email: str, token: str, code: str) -> None:
-    config = current_app.config
+    config = settings()
     context = {
-        "app_name": config["APP_NAME"],
+        "app_name": config.app_name,
         "link": link_url(token),
         "code": code,
         "email": email,
-        "expires_minutes": max(1, int(config["MAGIC_LINK_TTL"]) // 60),
+        "expires_minutes": max(1, config.magic_link_ttl // 60),
     }
-    subject = f"Sign in to {config['APP_NAME']}"
+    subject = f"Sign in to {config.app_name}"
     text = render_template("mail/magic_link.txt", **context)
     html = render_template("mail/magic_link.html", **context)
     email_sender().send(email, subject, text, html)
@@ -308,7 +295,7 @@ def _consume(link_id: str) -> bool:
 
 def _user_for(email: str) -> User:
     """The account that owns `email`, created on its first e-mail sign-in when allowed."""
-    if current_app.config["EMAIL_SIGNUP_ENABLED"]:
+    if settings().email_signup_enabled:
         user = accounts.find_or_create(email=email)
     else:
         user = accounts.by_email(email)
@@ -363,7 +350,7 @@ def consume_link(token: str) -> EmailSignIn:
 
 
 def _attempts_exceeded() -> Problem:
-    retry = max(1, int(current_app.config["MAGIC_LINK_RESEND_COOLDOWN"]))
+    retry = max(1, settings().magic_link_resend_cooldown)
     return Problem(429, "otp_attempts_exceeded",
                    "Too many wrong codes: this code no longer works. Use the link in the "
                    "e-mail or ask for a new one.", headers={"Retry-After": str(retry)})
@@ -385,7 +372,7 @@ def consume_code(email: str, code: str) -> EmailSignIn:
     if len(code) != CODE_LENGTH or not code.isascii() or not code.isdigit():
         raise _invalid_link()
 
-    max_attempts = int(current_app.config["MAGIC_LINK_MAX_ATTEMPTS"])
+    max_attempts = settings().magic_link_max_attempts
     now = clock.now()
     candidates = db.session.execute(
         select(MagicLink.id, MagicLink.code_hash)

@@ -5,9 +5,8 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from flask import current_app
-
 from authserver import accounts, passwords, ratelimits, tokens
+from authserver.config import settings
 from authserver.errors import Problem
 from authserver.extensions import client_ip, db
 from authserver.identifiers import normalize_email
@@ -25,9 +24,9 @@ def _invalid_credentials() -> Problem:
 def sign_up(email: str, password: str, name: str | None = None, *,
             client: str = "api") -> dict[str, Any]:
     """Create an account with a password and sign it in (amr: pwd)."""
-    if not current_app.config["PASSWORD_SIGNUP_ENABLED"]:
+    if not settings().password_signup_enabled:
         raise Problem(403, "forbidden", "Sign-up with a password is turned off on this server.")
-    ratelimits.hit("signup-ip", client_ip(), current_app.config["SIGNUP_LIMIT_PER_IP"])
+    ratelimits.hit(ratelimits.SIGNUP_IP, client_ip())
     email = normalize_email(email)
     reason = passwords.check_policy(password, email)
     if reason:
@@ -45,15 +44,14 @@ def sign_up(email: str, password: str, name: str | None = None, *,
 
 def sign_in(email: str, password: str, *, client: str = "api") -> dict[str, Any]:
     """Check an e-mail address and password; sign the user in (amr: pwd)."""
-    config = current_app.config
-    ratelimits.hit("signin-ip", client_ip(), config["SIGNIN_LIMIT_PER_IP"])
+    ratelimits.hit(ratelimits.SIGNIN_IP, client_ip())
     try:
         email = normalize_email(email)
     except Problem:
         # A malformed address can't match an account: same answer and cost as a wrong one.
         passwords.verify_password(None, password)
         raise _invalid_credentials() from None
-    ratelimits.hit("signin-account", email, config["SIGNIN_LIMIT_PER_ACCOUNT"])
+    ratelimits.hit(ratelimits.SIGNIN_ACCOUNT, email)
 
     user = accounts.by_email(email)
     # An unknown user is checked against a dummy hash so both cases take the same time.

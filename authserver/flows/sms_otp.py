@@ -37,28 +37,21 @@ from datetime import datetime, timedelta
 from typing import Any, NamedTuple
 from urllib.parse import urlsplit
 
-from flask import Flask, current_app
-from limits import parse_many
 from sqlalchemy import delete, select, update
 
 from authserver import accounts, clock, cooldowns, phones, ratelimits, tokens
-from authserver.config import ConfigError
 from authserver.errors import Problem, rate_limited, unavailable
 from authserver.extensions import client_ip, db
 from authserver.models import OtpChallenge, User
 from authserver.senders.base import RecipientRejected, SenderUnavailable
-from authserver.senders.sms import SmsSender, build_sms_sender
+from authserver.senders.sms import SmsSender
+from authserver.services import services, settings
 
 log = logging.getLogger("authserver.flows.sms_otp")
 
 AMR = ["sms"]
 CODE_LENGTH = 6
 CODE_KEY_LABEL = b"authserver.sms-otp.code"
-_SENDER_KEY = "authserver.sms_sender"
-_TEST_NUMBERS_KEY = "authserver.sms_test_numbers"
-_LIMIT_SETTINGS = ("OTP_LIMIT_PER_PHONE_HOUR", "OTP_LIMIT_PER_PHONE_DAY",
-                   "OTP_LIMIT_PER_IP_HOUR", "OTP_LIMIT_PER_COUNTRY_HOUR",
-                   "OTP_LIMIT_GLOBAL_HOUR")
 # How long a client should wait after the provider failed before trying again.
 PROVIDER_RETRY_AFTER = 30
 
@@ -74,47 +67,13 @@ class _Challenge(NamedTuple):
 
 
 # -- set-up ----------------------------------------------------------------------------------
-def init_app(app: Flask) -> None:
-    """Build the SMS sender and check the SMS settings once, at start, so mistakes stop it."""
-    config = app.config
-    for name in _LIMIT_SETTINGS:
-        try:
-            if str(config[name]).strip():
-                list(parse_many(str(config[name])))
-        except ValueError as exc:
-            raise ConfigError(f"{name}: {exc}") from exc
-    try:
-        app.extensions[_TEST_NUMBERS_KEY] = phones.normalize_test_numbers(
-            config["SMS_TEST_NUMBERS"], config["PHONE_DEFAULT_REGION"])
-        app.extensions[_SENDER_KEY] = build_sms_sender(config)
-    except ValueError as exc:
-        raise ConfigError(str(exc)) from exc
-    numbers = app.extensions[_TEST_NUMBERS_KEY]
-    if numbers:
-        log.warning(
-            "SMS_TEST_NUMBERS is set: %d number(s) sign in with a fixed code and are never "
-            "texted (%s). Anyone who knows such a number and its code can sign in as it.",
-            len(numbers), ", ".join(phones.mask(n) for n in numbers))
-
-
 def sms_sender() -> SmsSender:
     """The app's SMS sender, built once from its configuration (flows never pick a backend)."""
-    sender = current_app.extensions.get(_SENDER_KEY)
-    if sender is None:
-        sender = current_app.extensions.setdefault(
-            _SENDER_KEY, build_sms_sender(current_app.config))
-    return sender  # type: ignore[no-any-return]
+    return services().sms
 
 
 def _test_numbers() -> dict[str, str]:
-    numbers = current_app.extensions.get(_TEST_NUMBERS_KEY)
-    if numbers is None:
-        config = current_app.config
-        numbers = current_app.extensions.setdefault(
-            _TEST_NUMBERS_KEY,
-            phones.normalize_test_numbers(config["SMS_TEST_NUMBERS"],
-                                          config["PHONE_DEFAULT_REGION"]))
-    return numbers  # type: ignore[no-any-return]
+    return services().test_numbers
 
 
 # -- the code --------------------------------------------------------------------------------
@@ -124,7 +83,7 @@ def _new_code() -> str:
 
 def code_hash(phone: str, code: str) -> str:
     """The stored form of a code: HMAC-SHA256 keyed from SECRET_KEY over phone and code."""
-    key = hmac.new(current_app.config["SECRET_KEY"].encode(), CODE_KEY_LABEL,
+    key = hmac.new(settings().secret_key.encode(), CODE_KEY_LABEL,
                    hashlib.sha256).digest()
     return hmac.new(key, f"{phone}:{code}".encode(), hashlib.sha256).hexdigest()
 
@@ -138,27 +97,16 @@ def _lifetime(seconds: int) -> str:
 
 def message_text(code: str) -> str:
     """The SMS: short, names the app, and ends with the WebOTP line so devices can autofill."""
-    config = current_app.config
-    host = urlsplit(config["PUBLIC_BASE_URL"]).hostname
-    return (f"{config['APP_NAME']}: your sign-in code is {code}. It expires in "
-            f"{_lifetime(int(config['OTP_TTL']))}. Don't share it.\n\n@{host} #{code}")
+    config = settings()
+    host = urlsplit(config.public_base_url).hostname
+    return (f"{config.app_name}: your sign-in code is {code}. It expires in "
+            f"{_lifetime(int(config.otp_ttl))}. Don't share it.\n\n@{host} #{code}")
 
 
 # -- requesting ------------------------------------------------------------------------------
-def _limits(phone: phones.Phone) -> list[tuple[str, str, str, str]]:
-    config = current_app.config
-    busy = "Too many codes were asked for. Try again later."
-    limits = [
-        ("otp-phone", phone.e164,
-         f"{config['OTP_LIMIT_PER_PHONE_HOUR']};{config['OTP_LIMIT_PER_PHONE_DAY']}",
-         "Too many codes were sent to this number. Try again later."),
-        ("otp-ip", client_ip(), config["OTP_LIMIT_PER_IP_HOUR"], busy),
-        ("otp-country", f"+{phone.calling_code}", config["OTP_LIMIT_PER_COUNTRY_HOUR"], busy),
-        ("otp-global", "all", config["OTP_LIMIT_GLOBAL_HOUR"], busy),
-    ]
-    # A limit set to an empty string is off.
-    return [(name, key, spec.strip(";"), detail) for name, key, spec, detail in limits
-            if spec.strip(";").strip()]
+def _limits(phone: phones.Phone) -> list[tuple[ratelimits.Limit, str]]:
+    return [(ratelimits.SMS_PHONE, phone.e164), (ratelimits.SMS_IP, client_ip()),
+            (ratelimits.SMS_COUNTRY, f"+{phone.calling_code}"), (ratelimits.SMS_GLOBAL, "all")]
 
 
 def _newest(phone: str) -> _Challenge | None:
@@ -175,7 +123,7 @@ def _newest(phone: str) -> _Challenge | None:
 
 def _cooldown_left(newest: _Challenge | None, now: datetime) -> int:
     """Seconds until `newest`'s phone may be sent another code (0: now)."""
-    cooldown = int(current_app.config["OTP_RESEND_COOLDOWN"])
+    cooldown = settings().otp_resend_cooldown
     if newest is None or cooldown <= 0:
         return 0
     left = (newest.created_at + timedelta(seconds=cooldown) - now).total_seconds()
@@ -189,8 +137,8 @@ def request_code(phone: str) -> dict[str, Any]:
     invalid_phone / phone_country_not_allowed, 429 rate_limited (with Retry-After), 503
     service_unavailable when the provider could not take the text.
     """
-    config = current_app.config
-    ttl = int(config["OTP_TTL"])
+    config = settings()
+    ttl = config.otp_ttl
     test_numbers = _test_numbers()
     number = phones.sms_phone(phone, test_numbers=test_numbers)
     masked = phones.mask(number.e164)
@@ -204,19 +152,19 @@ def request_code(phone: str) -> dict[str, Any]:
     # so the per-phone counts can't be raced; the IP, country and global ones may overshoot
     # by the few requests in flight at once, which does not matter at their sizes.
     limits = _limits(number)
-    for name, key, spec, detail in limits:
+    for limit, key in limits:
         try:
-            ratelimits.check(name, key, spec, detail)
+            ratelimits.check(limit, key)
         except Problem:
-            log.warning("otp request refused (%s limit) phone=%s ip=%s", name, masked,
+            log.warning("otp request refused (%s limit) phone=%s ip=%s", limit.name, masked,
                         client_ip())
             raise
 
     # Last before sending, so a request refused above never holds the phone's slot.
     slot = "sms:" + number.e164
-    reserved = bool(config["RATELIMIT_ENABLED"])
+    reserved = config.ratelimit_enabled
     if reserved:
-        wait = cooldowns.reserve(slot, int(config["OTP_RESEND_COOLDOWN"]))
+        wait = cooldowns.reserve(slot, config.otp_resend_cooldown)
         if wait:
             log.info("otp request refused (cooldown) phone=%s", masked)
             raise rate_limited(wait, f"A code was just sent. Wait {wait} seconds before "
@@ -268,11 +216,11 @@ def request_code(phone: str) -> dict[str, Any]:
                               "shortly.", PROVIDER_RETRY_AFTER) from None
         raise
 
-    for name, key, spec, _detail in limits:
-        ratelimits.count(name, key, spec)
+    for limit, key in limits:
+        ratelimits.count(limit, key)
     log.info("otp sent id=%s phone=%s ip=%s", challenge_id, masked, client_ip())
     return {"sent": True, "expires_in": ttl,
-            "resend_after": int(config["OTP_RESEND_COOLDOWN"]), "phone": number.e164}
+            "resend_after": config.otp_resend_cooldown, "phone": number.e164}
 
 
 # -- verifying -------------------------------------------------------------------------------
@@ -291,7 +239,7 @@ def _attempts_exceeded(challenge: _Challenge) -> Problem:
 
 
 def _max_attempts() -> int:
-    return int(current_app.config["OTP_MAX_ATTEMPTS"])
+    return settings().otp_max_attempts
 
 
 def _fail(reason: str, phone: str, challenge: _Challenge | None) -> Problem:
@@ -398,7 +346,7 @@ def _check_with_provider(phone: str, code: str, challenge: _Challenge) -> bool:
 
 def _user_for(phone: str) -> User:
     """The account that owns `phone`, created on its first SMS sign-in when allowed."""
-    if current_app.config["PHONE_SIGNUP_ENABLED"]:
+    if settings().phone_signup_enabled:
         user = accounts.find_or_create(phone=phone)
     else:
         user = accounts.by_phone(phone)
@@ -438,7 +386,7 @@ def verify_code(phone: str, code: str, *, client: str = "api") -> dict[str, Any]
     account_disabled, 422 invalid_phone when `phone` is not a phone number at all,
     429 rate_limited per client IP, 503 when Twilio Verify can't be asked.
     """
-    ratelimits.hit("otp-verify-ip", client_ip(), current_app.config["TOKEN_LIMIT_PER_IP"])
+    ratelimits.hit(ratelimits.SMS_VERIFY_IP, client_ip())
     e164 = phones.parse_phone(phone)
     # People paste "123 456" or a trailing newline; anything else than 6 ASCII digits can't
     # be a code and is not worth an attempt.

@@ -8,12 +8,11 @@ hand-off code) or /account.
 
 from __future__ import annotations
 
-from flask import current_app, make_response, render_template, request
+from flask import make_response, render_template, request
 from werkzeug.wrappers import Response
 
-from authserver import tokens
+from authserver import ratelimits, tokens
 from authserver.errors import Problem
-from authserver.extensions import limiter
 from authserver.flows import magic_link
 from authserver.web import bp
 from authserver.web import session as web_session
@@ -22,9 +21,6 @@ from authserver.web.forms import ConfirmForm, EmailLinkForm
 # The link no longer works (expired, used, revoked) or never did (forged, mangled).
 INVALID_STATUS = 410
 
-
-def _verify_limit() -> str:
-    return current_app.config["MAGIC_LINK_VERIFY_LIMIT_PER_IP"]
 
 
 def _page(html: str, status: int = 200) -> Response:
@@ -52,7 +48,7 @@ def magic_confirm() -> Response:
 
 
 @bp.post("/auth/magic")
-@limiter.limit(_verify_limit)
+@ratelimits.route(ratelimits.LINK_VERIFY_IP)
 def magic_sign_in() -> Response:
     # CSRFProtect has already refused a post without a valid token from our own page.
     form = ConfirmForm()

@@ -12,8 +12,8 @@ from sqlalchemy import func, select
 
 from authserver import accounts
 from authserver.extensions import db
-from authserver.flows import magic_link
 from authserver.models import MagicLink
+from authserver.services import configure, services
 from tests.fakes.smtp_server import FakeSmtp
 from tests.flows.magic_helpers import (
     code_in,
@@ -76,7 +76,7 @@ def test_known_and_unknown_addresses_get_the_same_answer(app, ask):
 @pytest.mark.parametrize("signup_enabled", [True, False])
 def test_known_and_unknown_addresses_hit_the_same_limits(app, ask, signup_enabled):
     """The cooldown must not tell an account apart from a stranger, mailed or not."""
-    app.config["EMAIL_SIGNUP_ENABLED"] = signup_enabled
+    configure(app, EMAIL_SIGNUP_ENABLED=signup_enabled)
     accounts.create(email="known@example.com")
     for address in ("known@example.com", "unknown@example.com"):
         assert ask(address).status_code == 202
@@ -86,14 +86,14 @@ def test_known_and_unknown_addresses_hit_the_same_limits(app, ask, signup_enable
 
 
 def test_unknown_address_without_signup_takes_about_as_long_as_a_send(app, ask):
-    app.config["EMAIL_SIGNUP_ENABLED"] = False
-    app.config["MAGIC_LINK_RESEND_COOLDOWN"] = 0
-    app.config["MAGIC_LINK_LIMIT_PER_EMAIL_HOUR"] = "100/hour"
-    app.config["MAGIC_LINK_LIMIT_PER_IP_HOUR"] = "100/hour"
+    configure(app, EMAIL_SIGNUP_ENABLED=False)
+    configure(app, MAGIC_LINK_RESEND_COOLDOWN=0)
+    configure(app, MAGIC_LINK_LIMIT_PER_EMAIL_HOUR="100/hour")
+    configure(app, MAGIC_LINK_LIMIT_PER_IP_HOUR="100/hour")
     accounts.create(email="known@example.com")
 
     # A mail server that takes 50 ms to accept a message, as a real one might.
-    sender = magic_link.email_sender(app)
+    sender = services(app).email
     real_send = sender.send
 
     def slow_send(*args):
@@ -197,8 +197,8 @@ def test_resend_cooldown(ask, clock):
 
 
 def test_limit_per_address_per_hour(app, ask):
-    app.config["MAGIC_LINK_RESEND_COOLDOWN"] = 0
-    app.config["MAGIC_LINK_LIMIT_PER_EMAIL_HOUR"] = "2/hour"
+    configure(app, MAGIC_LINK_RESEND_COOLDOWN=0)
+    configure(app, MAGIC_LINK_LIMIT_PER_EMAIL_HOUR="2/hour")
     assert ask().status_code == 202
     assert ask().status_code == 202
     refused = ask()
@@ -207,7 +207,7 @@ def test_limit_per_address_per_hour(app, ask):
 
 
 def test_limit_per_ip_per_hour(app, ask, client):
-    app.config["MAGIC_LINK_LIMIT_PER_IP_HOUR"] = "2/hour"
+    configure(app, MAGIC_LINK_LIMIT_PER_IP_HOUR="2/hour")
     assert ask("a@example.com").status_code == 202
     assert ask("b@example.com").status_code == 202
     refused = ask("c@example.com")
@@ -218,7 +218,7 @@ def test_limit_per_ip_per_hour(app, ask, client):
 
 
 def test_refused_requests_do_not_use_up_the_limits(app, ask):
-    app.config["MAGIC_LINK_LIMIT_PER_IP_HOUR"] = "1/hour"
+    configure(app, MAGIC_LINK_LIMIT_PER_IP_HOUR="1/hour")
     for _ in range(3):
         assert ask("not an address").status_code == 422
         assert ask(redirect_to="https://evil.test/").status_code == 422
@@ -302,7 +302,7 @@ def test_verify_of_a_disabled_account_is_403(client, mail):
 
 
 def test_verify_is_rate_limited_per_ip(app, client):
-    app.config["MAGIC_LINK_VERIFY_LIMIT_PER_IP"] = "3/minute"
+    configure(app, MAGIC_LINK_VERIFY_LIMIT_PER_IP="3/minute")
     for _ in range(3):
         assert client.post(VERIFY, json={"email": EMAIL, "code": "123456"}).status_code == 401
     limited = client.post(VERIFY, json={"email": EMAIL, "code": "123456"})
@@ -355,7 +355,7 @@ class TestOverSmtp:
         assert signed_in.get_json()["user"]["email"] == EMAIL
 
     def test_the_code_from_a_second_mail_signs_in(self, app, client, fake_smtp):
-        app.config["MAGIC_LINK_RESEND_COOLDOWN"] = 0
+        configure(app, MAGIC_LINK_RESEND_COOLDOWN=0)
         assert client.post(REQUEST, json={"email": EMAIL}).status_code == 202
         assert client.post(REQUEST, json={"email": EMAIL}).status_code == 202
         first, second = fake_smtp.wait_for(2)

@@ -17,6 +17,7 @@ from authserver.errors import Problem
 from authserver.extensions import db
 from authserver.flows import magic_link
 from authserver.models import MagicLink, User
+from authserver.services import configure, services
 from tests.conftest import SECRET
 from tests.flows.magic_helpers import email_messages, last_mail, wrong_code
 from tests.race import pool_per_racer, race
@@ -80,7 +81,7 @@ def test_address_is_normalised_before_anything_is_stored(app, mail):
 
 
 def test_the_email_sender_is_built_once_per_app(app):
-    assert magic_link.email_sender(app) is magic_link.email_sender(app)
+    assert services(app).email is services(app).email
 
 
 # -- happy paths --------------------------------------------------------------------------------
@@ -345,7 +346,7 @@ def test_peek_shows_the_address_and_consumes_nothing(app, mail):
 
 # -- sign-up switch -------------------------------------------------------------------------------
 def test_with_email_signup_off_unknown_addresses_get_the_same_answer_and_no_mail(app, ctx):
-    app.config["EMAIL_SIGNUP_ENABLED"] = False
+    configure(app, EMAIL_SIGNUP_ENABLED=False)
     accounts.create(email="known@example.com")
     assert magic_link.request_link("stranger@example.com") == {"sent": True, "expires_in": 900}
     assert magic_link.request_link("known@example.com") == {"sent": True, "expires_in": 900}
@@ -360,7 +361,7 @@ def test_with_email_signup_off_a_link_to_a_deleted_account_creates_nothing(app, 
     token, _ = mail()
     db.session.delete(user)
     db.session.commit()
-    app.config["EMAIL_SIGNUP_ENABLED"] = False
+    configure(app, EMAIL_SIGNUP_ENABLED=False)
     _refused(magic_link.verify_link, token)
     assert db.session.scalar(select(func.count()).select_from(User)) == 0
 
@@ -443,11 +444,11 @@ class TestConcurrencyOnMySQL:
     ):
         # Unknown address: with sign-up on it is mailed; with sign-up off nothing is sent, but
         # the answers must be the same ones (one 202, the rest 429).
-        app.config["EMAIL_SIGNUP_ENABLED"] = signup_enabled
-        app.config["MAGIC_LINK_RESEND_COOLDOWN"] = 30
+        configure(app, EMAIL_SIGNUP_ENABLED=signup_enabled)
+        configure(app, MAGIC_LINK_RESEND_COOLDOWN=30)
         # Hourly limits with room for all: the resend cooldown alone must hold the race.
-        app.config["MAGIC_LINK_LIMIT_PER_EMAIL_HOUR"] = "100/hour"
-        app.config["MAGIC_LINK_LIMIT_PER_IP_HOUR"] = "100/hour"
+        configure(app, MAGIC_LINK_LIMIT_PER_EMAIL_HOUR="100/hour")
+        configure(app, MAGIC_LINK_LIMIT_PER_IP_HOUR="100/hour")
         mailed = 1 if signup_enabled else 0
         for round_ in (1, 2):  # the address's first mail (INSERT), then a later one (UPDATE)
             outcomes = _race(app, lambda: magic_link.request_link(EMAIL))

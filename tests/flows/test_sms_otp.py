@@ -18,6 +18,7 @@ from authserver.extensions import db
 from authserver.flows import sms_otp
 from authserver.models import OtpChallenge, User
 from authserver.senders.base import RecipientRejected, SenderUnavailable
+from authserver.services import configure, replace, services
 from tests.conftest import base_config
 from tests.flows.sms_helpers import code_in, last_code, sms_messages, wrong_code
 from tests.race import pool_per_racer, race
@@ -81,7 +82,7 @@ def test_request_texts_a_code_and_stores_only_its_hmac(app: Any) -> None:
 
 
 def test_the_text_names_the_app_and_ends_with_the_webotp_line(app: Any) -> None:
-    app.config["APP_NAME"] = "Acme"
+    configure(app, APP_NAME="Acme")
     code = _send(app)
     text = sms_messages(_outbox(app))[-1]["text"]
     lines = text.splitlines()
@@ -100,7 +101,7 @@ def test_codes_are_six_random_digits(app: Any) -> None:
 def test_hash_is_keyed_and_bound_to_the_phone(app: Any) -> None:
     first = sms_otp.code_hash(PHONE, "123456")
     assert first != sms_otp.code_hash(OTHER_PHONE, "123456")
-    app.config["SECRET_KEY"] = "another-secret-key-that-is-long-enough-000"
+    configure(app, SECRET_KEY="another-secret-key-that-is-long-enough-000")
     assert first != sms_otp.code_hash(PHONE, "123456")
 
 
@@ -145,7 +146,7 @@ def test_code_expires(app: Any, clock: Any) -> None:
 
 
 def test_ttl_is_configurable(app: Any, clock: Any) -> None:
-    app.config["OTP_TTL"] = 60
+    configure(app, OTP_TTL=60)
     code = _send(app)
     assert "1 minute." in sms_messages(_outbox(app))[-1]["text"]
     clock.travel(61)
@@ -223,7 +224,7 @@ def test_unreadable_phone_on_verify_is_invalid_phone(app: Any) -> None:
 
 
 def test_sign_up_disabled_answers_like_a_wrong_code(app: Any) -> None:
-    app.config["PHONE_SIGNUP_ENABLED"] = False
+    configure(app, PHONE_SIGNUP_ENABLED=False)
     code = _send(app)
     wrong = _problem(sms_otp.verify_code, PHONE, wrong_code(code))
     refused = _problem(sms_otp.verify_code, PHONE, code)
@@ -256,7 +257,7 @@ def test_resend_cooldown(app: Any, clock: Any) -> None:
 
 
 def test_limits_off_turns_the_cooldown_off(app: Any) -> None:
-    app.config["RATELIMIT_ENABLED"] = False
+    configure(app, RATELIMIT_ENABLED=False)
     _send(app)
     _send(app)
     assert len(sms_messages(_outbox(app), PHONE)) == 2
@@ -288,10 +289,10 @@ class _FailingSender:
 def test_failed_send_leaves_no_usable_code_and_no_cooldown(
     app: Any, error: Exception, status: int, code: str
 ) -> None:
-    app.config["OTP_LIMIT_PER_PHONE_HOUR"] = "1/hour"
-    real = sms_otp.sms_sender()
+    configure(app, OTP_LIMIT_PER_PHONE_HOUR="1/hour")
+    real = services(app).sms
     failing = _FailingSender(error)
-    app.extensions["authserver.sms_sender"] = failing
+    replace(app, sms=failing)
     problem = _problem(sms_otp.request_code, PHONE)
     assert (problem.status, problem.code) == (status, code)
     if status == 503:
@@ -301,14 +302,14 @@ def test_failed_send_leaves_no_usable_code_and_no_cooldown(
     assert _problem(sms_otp.verify_code, PHONE, code_in(failing.texts[0])).code \
         == "invalid_otp"
     # Neither the cooldown nor the hourly limit counted it.
-    app.extensions["authserver.sms_sender"] = real
+    replace(app, sms=real)
     assert sms_otp.verify_code(PHONE, _send(app))["user"]["phone"] == PHONE
 
 
 def test_failed_send_also_retires_the_previous_code(app: Any, clock: Any) -> None:
     first = _send(app)
     clock.travel(31)
-    app.extensions["authserver.sms_sender"] = _FailingSender(SenderUnavailable("down"))
+    replace(app, sms=_FailingSender(SenderUnavailable("down")))
     assert _problem(sms_otp.request_code, PHONE).status == 503
     assert _usable() == []
     assert _problem(sms_otp.verify_code, PHONE, first).code == "invalid_otp"
@@ -450,8 +451,8 @@ def test_twenty_concurrent_requests_for_one_phone_send_exactly_one_code(
     app: Any, clock: Any
 ) -> None:
     # Hourly limits with room for all: the resend cooldown alone must hold the race.
-    app.config["OTP_LIMIT_PER_PHONE_HOUR"] = "100/hour"
-    app.config["OTP_LIMIT_PER_PHONE_DAY"] = "100/day"
+    configure(app, OTP_LIMIT_PER_PHONE_HOUR="100/hour")
+    configure(app, OTP_LIMIT_PER_PHONE_DAY="100/day")
     for sent_before in (0, 1):  # the phone's first code (INSERT), then a later one (UPDATE)
         results = race(app, lambda: sms_otp.request_code(PHONE))
 
