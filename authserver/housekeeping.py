@@ -12,7 +12,7 @@ from sqlalchemy import delete, or_
 
 from authserver import clock
 from authserver.extensions import db
-from authserver.models import HandoffCode, MagicLink, OtpChallenge, SendCooldown, Session
+from authserver.models import HandoffCode, OneTimeCode, SendCooldown, Session
 
 
 def prune(keep_days: int = 7) -> dict[str, int]:
@@ -23,8 +23,7 @@ def prune(keep_days: int = 7) -> dict[str, int]:
     cutoff = clock.now() - timedelta(days=keep_days)
     counts = {}
     for name, statement in (
-        ("otp_challenges", delete(OtpChallenge).where(OtpChallenge.expires_at < cutoff)),
-        ("magic_links", delete(MagicLink).where(MagicLink.expires_at < cutoff)),
+        ("one_time_codes", delete(OneTimeCode).where(OneTimeCode.expires_at < cutoff)),
         ("handoff_codes", delete(HandoffCode).where(HandoffCode.expires_at < cutoff)),
         ("send_cooldowns",
          delete(SendCooldown).where(SendCooldown.next_allowed_at < cutoff)),

@@ -2,16 +2,14 @@
 
 from authserver.models.cooldown import SendCooldown
 from authserver.models.handoff import HandoffCode
-from authserver.models.magic_link import MagicLink
-from authserver.models.otp import OtpChallenge
+from authserver.models.one_time_code import OneTimeCode
 from authserver.models.session import RefreshToken, Session
 from authserver.models.signing_key import SigningKey
 from authserver.models.user import Role, User, user_roles
 
 __all__ = [
     "HandoffCode",
-    "MagicLink",
-    "OtpChallenge",
+    "OneTimeCode",
     "RefreshToken",
     "Role",
     "SendCooldown",

@@ -12,7 +12,7 @@ from sqlalchemy import func, select
 
 from authserver import accounts
 from authserver.extensions import db
-from authserver.models import MagicLink
+from authserver.models import OneTimeCode
 from authserver.services import configure, services
 from tests.fakes.smtp_server import FakeSmtp
 from tests.flows.magic_helpers import (
@@ -33,7 +33,7 @@ CHALLENGE = "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM"
 
 
 def _links() -> int:
-    return db.session.scalar(select(func.count()).select_from(MagicLink)) or 0
+    return db.session.scalar(select(func.count()).select_from(OneTimeCode)) or 0
 
 
 @pytest.fixture
@@ -117,7 +117,7 @@ def test_request_with_an_allow_listed_redirect_and_pkce_is_stored(ask):
     response = ask(redirect_to="https://app.example.test/callback?state=1",
                    code_challenge=CHALLENGE, code_challenge_method="S256")
     assert response.status_code == 202
-    row = db.session.scalar(select(MagicLink))
+    row = db.session.scalar(select(OneTimeCode))
     assert row.redirect_to == "https://app.example.test/callback?state=1"
     assert row.code_challenge == CHALLENGE
 

@@ -14,10 +14,9 @@ import jwt
 import pytest
 from sqlalchemy import select
 
-from authserver import accounts
+from authserver import accounts, codes
 from authserver.extensions import db
-from authserver.flows import sms_otp
-from authserver.models import OtpChallenge
+from authserver.models import OneTimeCode
 from tests.fakes.twilio_server import (
     ACCOUNT_SID,
     AUTH_TOKEN,
@@ -88,7 +87,7 @@ def received(app: Any, phone: str = PHONE) -> str:
 
 def usable_challenges(phone: str = PHONE) -> int:
     db.session.expire_all()
-    rows = db.session.scalars(select(OtpChallenge).where(OtpChallenge.phone == phone))
+    rows = db.session.scalars(select(OneTimeCode).where(OneTimeCode.subject == phone))
     return sum(1 for r in rows if r.consumed_at is None and r.invalidated_at is None)
 
 
@@ -218,8 +217,8 @@ def test_five_wrong_codes_lock_the_code(app: Any, client: Any, clock: Any) -> No
 def test_new_request_replaces_the_previous_code(
     app: Any, client: Any, clock: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    codes = iter(["111111", "222222"])
-    monkeypatch.setattr(sms_otp, "_new_code", lambda: next(codes))
+    drawn = iter(["111111", "222222"])
+    monkeypatch.setattr(codes, "new_code", lambda: next(drawn))
     ask(client)
     clock.travel(31)
     ask(client)
@@ -417,7 +416,7 @@ def test_twilio_verify_round_trip(app: Any, client: Any, fake_twilio: FakeTwilio
     assert start.path == f"/v2/Services/{VERIFY_SERVICE_SID}/Verifications"
     assert start.form == {"To": PHONE, "Channel": "sms"}
     assert (start.username, start.password) == (ACCOUNT_SID, AUTH_TOKEN)
-    [row] = db.session.scalars(select(OtpChallenge)).all()
+    [row] = db.session.scalars(select(OneTimeCode)).all()
     assert row.code_hash == ""
 
     code = fake_twilio.codes[PHONE]
@@ -464,7 +463,7 @@ def test_twilio_verify_check_outage_is_503_and_costs_no_attempt(
     fake_twilio.fail_next(503, 20503, "Service Unavailable")
     response = verify(client, fake_twilio.codes[PHONE])
     assert response.status_code == 503 and problem(response)["code"] == "service_unavailable"
-    assert db.session.scalars(select(OtpChallenge.attempts)).one() == 0
+    assert db.session.scalars(select(OneTimeCode.attempts)).one() == 0
     assert verify(client, fake_twilio.codes[PHONE]).status_code == 200
 
 

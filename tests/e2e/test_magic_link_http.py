@@ -31,7 +31,7 @@ def _consumed(database_url: str, token: str) -> bool:
     engine = create_engine(database_url)
     try:
         with engine.connect() as conn:
-            rows = conn.execute(text("SELECT consumed_at FROM magic_links")).all()
+            rows = conn.execute(text("SELECT consumed_at FROM one_time_codes")).all()
     finally:
         engine.dispose()
     assert len(rows) == 1 and token
@@ -133,6 +133,6 @@ def test_smtp_down_over_http_is_503_and_leaves_no_link(live_server, smtp):
     engine = create_engine(server.env["DATABASE_URL"])
     try:
         with engine.connect() as conn:
-            assert conn.execute(text("SELECT COUNT(*) FROM magic_links")).scalar() == 0
+            assert conn.execute(text("SELECT COUNT(*) FROM one_time_codes")).scalar() == 0
     finally:
         engine.dispose()

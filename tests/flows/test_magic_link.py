@@ -11,12 +11,12 @@ from flask.sessions import SecureCookieSessionInterface
 from itsdangerous import URLSafeTimedSerializer
 from sqlalchemy import func, select
 
-from authserver import accounts, tokens
+from authserver import accounts, codes, tokens
 from authserver import clock as server_clock
 from authserver.errors import Problem
 from authserver.extensions import db
 from authserver.flows import magic_link
-from authserver.models import MagicLink, User
+from authserver.models import OneTimeCode, User
 from authserver.services import configure, services
 from tests.conftest import SECRET
 from tests.flows.magic_helpers import email_messages, last_mail, wrong_code
@@ -55,10 +55,10 @@ def _refused(call, *args, code: str = "invalid_link", status: int = 401) -> Prob
     return caught.value
 
 
-def _link_row(token: str) -> MagicLink:
-    link_id = URLSafeTimedSerializer(SECRET, salt=magic_link.TOKEN_SALT).loads(token)
+def _link_row(token: str) -> OneTimeCode:
+    link_id = URLSafeTimedSerializer(SECRET, salt=magic_link.PURPOSE.link_salt).loads(token)
     db.session.expire_all()
-    row = db.session.get(MagicLink, link_id)
+    row = db.session.get(OneTimeCode, link_id)
     assert row is not None
     return row
 
@@ -66,9 +66,9 @@ def _link_row(token: str) -> MagicLink:
 # -- what is stored and what travels ----------------------------------------------------------
 def test_the_token_carries_only_the_row_id_and_the_code_is_stored_hashed(app, mail):
     token, code = mail()
-    payload = URLSafeTimedSerializer(SECRET, salt=magic_link.TOKEN_SALT).loads(token)
-    row = db.session.get(MagicLink, payload)
-    assert row is not None and row.email == EMAIL
+    payload = URLSafeTimedSerializer(SECRET, salt=magic_link.PURPOSE.link_salt).loads(token)
+    row = db.session.get(OneTimeCode, payload)
+    assert row is not None and row.subject == EMAIL
     assert EMAIL not in token and code not in row.code_hash
     assert len(row.code_hash) == 64 and row.attempts == 0
     assert row.expires_at - row.created_at == timedelta(seconds=900)
@@ -77,7 +77,7 @@ def test_the_token_carries_only_the_row_id_and_the_code_is_stored_hashed(app, ma
 
 def test_address_is_normalised_before_anything_is_stored(app, mail):
     mail("  Ada@EXAMPLE.com ")
-    assert db.session.scalar(select(MagicLink.email)) == EMAIL
+    assert db.session.scalar(select(OneTimeCode.subject)) == EMAIL
 
 
 def test_the_email_sender_is_built_once_per_app(app):
@@ -299,7 +299,7 @@ def test_tampered_and_forged_tokens_are_refused(app, mail):
         f"{payload}.{timestamp}.",                                       # no signature
         payload,                                                         # no timestamp
         URLSafeTimedSerializer("another-secret-key-0123456789abcdef",
-                               salt=magic_link.TOKEN_SALT).dumps(link_id),
+                               salt=magic_link.PURPOSE.link_salt).dumps(link_id),
         "not-a-token",
         "",
         "x" * 5000,
@@ -327,7 +327,7 @@ def test_a_token_signed_for_another_purpose_is_refused(app, mail):
 
 
 def test_a_token_for_a_row_that_does_not_exist_is_refused(app, ctx):
-    token = magic_link.make_token("00000000-0000-0000-0000-000000000000")
+    token = codes.link_token(magic_link.PURPOSE, "00000000-0000-0000-0000-000000000000")
     assert magic_link.peek_link(token) is None
     _refused(magic_link.verify_link, token)
 
@@ -350,7 +350,7 @@ def test_with_email_signup_off_unknown_addresses_get_the_same_answer_and_no_mail
     accounts.create(email="known@example.com")
     assert magic_link.request_link("stranger@example.com") == {"sent": True, "expires_in": 900}
     assert magic_link.request_link("known@example.com") == {"sent": True, "expires_in": 900}
-    sent_to = db.session.scalars(select(MagicLink.email)).all()
+    sent_to = db.session.scalars(select(OneTimeCode.subject)).all()
     assert sent_to == ["known@example.com"]
     token, _ = last_mail(app.config["OUTBOX_DIR"], "known@example.com")
     assert magic_link.verify_link(token)["user"]["email"] == "known@example.com"
@@ -456,7 +456,7 @@ class TestConcurrencyOnMySQL:
             assert outcomes.count("rate_limited") == RACERS - 1, outcomes
             assert len(email_messages(app.config["OUTBOX_DIR"], EMAIL)) == mailed * round_
             db.session.commit()  # a fresh snapshot (MySQL's REPEATABLE READ)
-            assert db.session.scalar(select(func.count()).select_from(MagicLink)) \
+            assert db.session.scalar(select(func.count()).select_from(OneTimeCode)) \
                 == mailed * round_
             clock.travel(31)
 

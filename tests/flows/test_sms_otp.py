@@ -11,12 +11,12 @@ import jwt
 import pytest
 from sqlalchemy import select
 
-from authserver import accounts, create_app
+from authserver import accounts, codes, create_app, tokens
 from authserver.config import ConfigError
 from authserver.errors import Problem
 from authserver.extensions import db
 from authserver.flows import sms_otp
-from authserver.models import OtpChallenge, User
+from authserver.models import OneTimeCode, User
 from authserver.senders.base import RecipientRejected, SenderUnavailable
 from authserver.services import configure, replace, services
 from tests.conftest import base_config
@@ -55,13 +55,15 @@ def _problem(func: Callable[..., Any], *args: Any, **kwargs: Any) -> Problem:
     return caught.value
 
 
-def _challenges(phone: str = PHONE) -> list[OtpChallenge]:
+def _challenges(phone: str = PHONE) -> list[OneTimeCode]:
     db.session.expire_all()
     return list(db.session.scalars(
-        select(OtpChallenge).where(OtpChallenge.phone == phone).order_by(OtpChallenge.id)))
+        select(OneTimeCode).where(OneTimeCode.purpose == "sign_in_sms",
+                                  OneTimeCode.subject == phone)
+        .order_by(OneTimeCode.created_at)))
 
 
-def _usable(phone: str = PHONE) -> list[OtpChallenge]:
+def _usable(phone: str = PHONE) -> list[OneTimeCode]:
     return [c for c in _challenges(phone)
             if c.consumed_at is None and c.invalidated_at is None]
 
@@ -75,7 +77,8 @@ def test_request_texts_a_code_and_stores_only_its_hmac(app: Any) -> None:
     assert message["to"] == PHONE
     code = code_in(message["text"])
     [row] = _challenges()
-    assert row.code_hash == sms_otp.code_hash(PHONE, code) and len(row.code_hash) == 64
+    assert row.code_hash == codes.code_hash(sms_otp.PURPOSE, row.id, code)
+    assert len(row.code_hash) == 64
     assert code not in row.code_hash
     assert row.attempts == 0 and row.ip == "203.0.113.7"
     assert (row.expires_at - row.created_at).total_seconds() == 300
@@ -93,16 +96,17 @@ def test_the_text_names_the_app_and_ends_with_the_webotp_line(app: Any) -> None:
 
 
 def test_codes_are_six_random_digits(app: Any) -> None:
-    codes = {sms_otp._new_code() for _ in range(200)}
-    assert all(len(c) == 6 and c.isdigit() for c in codes)
-    assert len(codes) > 190
+    drawn = {codes.new_code() for _ in range(200)}
+    assert all(len(c) == 6 and c.isdigit() for c in drawn)
+    assert len(drawn) > 190
 
 
-def test_hash_is_keyed_and_bound_to_the_phone(app: Any) -> None:
-    first = sms_otp.code_hash(PHONE, "123456")
-    assert first != sms_otp.code_hash(OTHER_PHONE, "123456")
+def test_hash_is_keyed_and_bound_to_its_row(app: Any) -> None:
+    purpose = sms_otp.PURPOSE
+    first = codes.code_hash(purpose, "row-1", "123456")
+    assert first != codes.code_hash(purpose, "row-2", "123456")
     configure(app, SECRET_KEY="another-secret-key-that-is-long-enough-000")
-    assert first != sms_otp.code_hash(PHONE, "123456")
+    assert first != codes.code_hash(purpose, "row-1", "123456")
 
 
 # -- verifying -------------------------------------------------------------------------------
@@ -156,8 +160,8 @@ def test_ttl_is_configurable(app: Any, clock: Any) -> None:
 def test_a_new_request_replaces_the_previous_code(
     app: Any, clock: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    codes = iter(["111111", "222222"])
-    monkeypatch.setattr(sms_otp, "_new_code", lambda: next(codes))
+    drawn = iter(["111111", "222222"])
+    monkeypatch.setattr(codes, "new_code", lambda: next(drawn))
     assert _send(app) == "111111"
     clock.travel(31)
     assert _send(app) == "222222"
@@ -365,10 +369,11 @@ def test_outcomes_are_logged_without_the_code(
         clock.travel(31)
         code = _send(app)
         sms_otp.verify_code(PHONE, code)
-    lines = [r.getMessage() for r in caplog.records if r.name == "authserver.flows.sms_otp"]
+    lines = [r.getMessage() for r in caplog.records
+             if r.name in {"authserver.flows.sms_otp", "authserver.codes"}]
     text = "\n".join(lines)
-    for outcome in ("otp sent", "wrong code, 1/5", "otp locked", "otp verified",
-                    "otp sign-in"):
+    for outcome in ("sign_in_sms sent", "wrong code, 1/5", "locked after 5 wrong tries",
+                    "sign_in_sms verified", "otp sign-in"):
         assert outcome in text
     assert code not in text and wrong_code(code) not in text
     assert PHONE not in text
@@ -383,15 +388,18 @@ def _all_read_before_any_writes(monkeypatch: pytest.MonkeyPatch, count: int) -> 
     sign-in or a sixth counted guess.
     """
     barrier = threading.Barrier(count, timeout=30)
-    original = sms_otp._newest
+    original = codes._newest
+    waited = threading.local()
 
-    def newest_then_wait(phone: str) -> Any:
-        row = original(phone)
-        db.session.commit()  # hand the connection back to the pool before waiting
-        barrier.wait()
-        return row
+    def newest_then_wait(*args: Any, **kwargs: Any) -> Any:
+        rows = original(*args, **kwargs)
+        if not getattr(waited, "done", False):  # the first read of each verify
+            waited.done = True
+            db.session.commit()  # hand the connection back to the pool before waiting
+            barrier.wait()
+        return rows
 
-    monkeypatch.setattr(sms_otp, "_newest", newest_then_wait)
+    monkeypatch.setattr(codes, "_newest", newest_then_wait)
 
 
 @pytest.fixture
@@ -439,7 +447,11 @@ def test_twenty_concurrent_wrong_codes_count_at_most_five(
 def test_concurrent_first_sign_ins_of_one_number_create_one_user(app: Any) -> None:
     # Racing requests can leave two live codes for a new number; both used at once must
     # still end in one account. The step after the code check is raced directly.
-    results = race(app, lambda: sms_otp._sign_in(PHONE, "api"), 10)
+    def sign_in() -> Any:
+        user = accounts.verified_owner(phone=PHONE, create=True)
+        return tokens.issue(user, sms_otp.AMR)
+
+    results = race(app, sign_in, 10)
 
     assert all(isinstance(r, dict) for r in results), results
     assert len({r["user"]["id"] for r in results}) == 1

@@ -13,7 +13,7 @@ from flask import g
 from sqlalchemy import select
 
 from authserver.extensions import db
-from authserver.models import MagicLink
+from authserver.models import OneTimeCode
 from tests.flows.magic_helpers import last_mail
 from tests.web.conftest import csrf_from
 
@@ -31,9 +31,9 @@ def mail(app, client):
     return _mail
 
 
-def _row() -> MagicLink:
+def _row() -> OneTimeCode:
     db.session.expire_all()
-    row = db.session.scalar(select(MagicLink))
+    row = db.session.scalar(select(OneTimeCode))
     assert row is not None
     return row
 

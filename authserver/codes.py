@@ -1,0 +1,448 @@
+"""One engine for one-time credentials: a 6-digit code (and, by e-mail, a link) that proves
+control of a phone or an address, whatever it is for.
+
+A flow names its `Purpose` (what the code proves, by which channel, its lifetime, tries,
+resend cooldown and wording) and calls:
+
+    send(purpose, subject, deliver, limits=...)   store, send, compensate on failure
+    verify(purpose, subject, code)                count the try, then consume once
+    consume(purpose, challenge_id)                a mailed link's single use
+    peek / supersede / link_token / link_challenge_id
+
+What every purpose gets from here, the same way:
+- the code is `secrets`-random; only an HMAC keyed from SECRET_KEY (per purpose) over the
+  row id and the code is stored, so equal codes in two messages never have equal hashes;
+- a send first checks the purpose's limits, then reserves the subject's send slot in the
+  database (cooldowns.py: of concurrent requests exactly one sends), stores the row and
+  commits it *before* sending (the code must work the moment it lands), and on a failed
+  send deletes the row and gives the slot back, so a failure costs the person nothing;
+- a try reserves an attempt with `attempts = attempts + 1 WHERE attempts < max` before the
+  guess is compared, so even parallel guessing gets at most `max` answers per code;
+- using a code or link is one conditional UPDATE whose row count decides, so of concurrent
+  uses exactly one wins, on MySQL as on SQLite.
+
+Commits here are deliberate (see transactions.py): each step must be visible to other
+connections before the next one (sending, comparing) happens. Nothing here logs a code, a
+link or a token.
+"""
+
+from __future__ import annotations
+
+import enum
+import hashlib
+import hmac
+import logging
+import secrets
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any, NamedTuple
+from urllib.parse import urlencode
+
+from itsdangerous import BadData, TimestampSigner, URLSafeTimedSerializer
+from sqlalchemy import delete, select, update
+
+from authserver import clock, cooldowns, ratelimits
+from authserver.config import settings
+from authserver.errors import Problem, rate_limited, unavailable
+from authserver.extensions import client_ip, db
+from authserver.models import OneTimeCode
+from authserver.models.base import new_id
+from authserver.senders.base import RecipientRejected, SenderUnavailable
+from authserver.services import services
+
+log = logging.getLogger("authserver.codes")
+
+CODE_LENGTH = 6
+#: A code is compared against at most this many of the subject's newest live codes (a person
+#: rarely has more than a couple of mails outstanding; the per-subject limits cap it).
+MAX_CANDIDATES = 10
+MAX_TOKEN_LENGTH = 512
+
+
+@dataclass(frozen=True)
+class Channel:
+    """How codes travel, and what a person is told when the provider fails."""
+
+    name: str  # "sms" or "email"
+    field: str  # the form field of the subject
+    rejected_code: str  # 422 when the provider refuses the recipient for good
+    rejected: str
+    unavailable: str  # 503 when the provider is down or slow
+
+
+SMS = Channel("sms", "phone", "invalid_phone", "Text messages can't be delivered to this "
+              "number. Check it, or use another one.",
+              "The text message service is not answering. Try again shortly.")
+EMAIL = Channel("email", "email", "invalid_email", "The mail server refused this address.",
+                "The mail server is not answering. Try again shortly.")
+#: Seconds a client should wait after a provider failed before trying again.
+PROVIDER_RETRY_AFTER = 30
+
+
+@dataclass(frozen=True)
+class Purpose:
+    """What a code proves and the policy it is sent and checked under."""
+
+    name: str  # stored in the row: sign_in_sms, sign_in_email, password_reset, …
+    channel: Channel
+    ttl: str  # the settings that give the lifetime, tries and resend cooldown (seconds)
+    max_attempts: str
+    cooldown: str
+    cooldown_detail: str  # the 429 text while the slot is taken; {wait} is filled in
+    #: A new code kills the subject's older ones (SMS: only the newest text counts).
+    supersede_on_send: bool = False
+    #: The wrong try that uses the last attempt kills the whole credential. Off for mails:
+    #: a stranger guessing codes must not burn the link in the person's inbox.
+    lock_kills: bool = False
+    #: Key label of the stored HMAC; salt of a mailed link's signature and the page it opens.
+    key_label: str = ""
+    link_salt: str = ""
+    link_path: str = ""
+
+    def setting(self, name: str) -> int:
+        return int(getattr(settings(), getattr(self, name)))
+
+    def slot(self, subject: str) -> str:
+        return f"{self.channel.name}:{subject}"
+
+
+class Challenge(NamedTuple):
+    """A one-time code's row as read (no ORM identity to go stale between commits)."""
+
+    id: str
+    subject: str
+    code_hash: str
+    attempts: int
+    created_at: datetime
+    expires_at: datetime
+    consumed_at: datetime | None
+    invalidated_at: datetime | None
+    redirect_to: str | None
+    code_challenge: str | None
+    user_id: str | None
+
+
+_COLUMNS = (OneTimeCode.id, OneTimeCode.subject, OneTimeCode.code_hash, OneTimeCode.attempts,
+            OneTimeCode.created_at, OneTimeCode.expires_at, OneTimeCode.consumed_at,
+            OneTimeCode.invalidated_at, OneTimeCode.redirect_to, OneTimeCode.code_challenge,
+            OneTimeCode.user_id)
+
+
+class Outcome(enum.Enum):
+    MATCHED = "matched"  # the right code, and this request used it
+    WRONG = "wrong"  # a counted wrong try (or one that lost the race to use the code)
+    EXHAUSTED = "exhausted"  # wrong tries used the code up earlier: ask for a new one
+    NONE = "none"  # no live code, a malformed code: nothing was counted
+
+
+@dataclass(frozen=True)
+class Verdict:
+    outcome: Outcome
+    #: The code used (MATCHED), or the subject's newest one (to word the other answers).
+    challenge: Challenge | None = None
+
+
+# -- secrets ---------------------------------------------------------------------------------
+def new_code() -> str:
+    return f"{secrets.randbelow(10 ** CODE_LENGTH):0{CODE_LENGTH}d}"
+
+
+def normalize_code(raw: Any) -> str | None:
+    """Six ASCII digits, ignoring the spaces people paste; None for anything else."""
+    code = "".join(raw.split()) if isinstance(raw, str) else ""
+    if len(code) != CODE_LENGTH or not code.isascii() or not code.isdigit():
+        return None
+    return code
+
+
+def code_hash(purpose: Purpose, challenge_id: str, code: str) -> str:
+    """The stored form of a code: HMAC-SHA256 keyed from SECRET_KEY, bound to its row."""
+    label = (purpose.key_label or f"authserver.code.{purpose.name}").encode()
+    key = hmac.new(settings().secret_key.encode(), label, hashlib.sha256).digest()
+    return hmac.new(key, f"{challenge_id}:{code}".encode(), hashlib.sha256).hexdigest()
+
+
+class _ClockSigner(TimestampSigner):
+    """Timestamps from the server's one clock, so tests that travel in time age links too."""
+
+    def get_timestamp(self) -> int:
+        return clock.timestamp()
+
+
+def _serializer(purpose: Purpose) -> URLSafeTimedSerializer:
+    return URLSafeTimedSerializer(settings().secret_key, salt=purpose.link_salt or purpose.name,
+                                  signer=_ClockSigner)
+
+
+def link_token(purpose: Purpose, challenge_id: str) -> str:
+    """A mailed link's token: a signature over nothing but the row id."""
+    return _serializer(purpose).dumps(challenge_id)
+
+
+def link_url(purpose: Purpose, challenge_id: str) -> str:
+    """A mailed link. Built from PUBLIC_BASE_URL only: a forged Host header can't move it."""
+    token = urlencode({"token": link_token(purpose, challenge_id)})
+    return f"{settings().public_base_url}{purpose.link_path}?{token}"
+
+
+def link_challenge_id(purpose: Purpose, token: Any) -> str | None:
+    """The row id a token was signed for, or None when forged, tampered, expired or foreign."""
+    if not isinstance(token, str) or not token or len(token) > MAX_TOKEN_LENGTH:
+        return None
+    try:
+        challenge_id = _serializer(purpose).loads(token, max_age=purpose.setting("ttl"))
+    except BadData:
+        return None
+    if not isinstance(challenge_id, str) or not 0 < len(challenge_id) <= 36:
+        return None
+    return challenge_id
+
+
+# -- sending ---------------------------------------------------------------------------------
+def send(purpose: Purpose, subject: str, deliver: Callable[[str, str | None], None] | None, *,
+         limits: Sequence[tuple[ratelimits.Limit, str]] = (), provider_code: bool = False,
+         redirect_to: str | None = None, code_challenge: str | None = None,
+         user_id: str | None = None) -> str | None:
+    """Send `subject` a new code through `deliver(challenge_id, code)`; returns the row id.
+
+    `provider_code`: the provider makes and checks the code (`deliver` gets None). With
+    `deliver=None` nothing is sent, but the limits, the slot and the time taken are the same
+    as for a send, so an answer can't tell the two cases apart. Raises 429 rate_limited,
+    422 when the provider refuses the recipient, 503 when it fails (nothing stays usable).
+    """
+    # Checked now and counted only after a message really went out. Not atomic, but every
+    # send must also win the subject's slot below, so the per-subject counts can't be raced;
+    # per-IP and wider ones may overshoot by the few requests in flight at once.
+    for limit, key in limits:
+        ratelimits.check(limit, key)
+    reserved = _reserve_slot(purpose, subject)
+    timing = services().send_timing
+    if deliver is None:
+        timing.pad(purpose.channel.name)
+        _count(limits)
+        return None
+
+    now = clock.now()
+    code = None if provider_code else new_code()
+    challenge_id = new_id()
+    if purpose.supersede_on_send:
+        _invalidate(purpose, subject, now)
+    db.session.add(OneTimeCode(
+        id=challenge_id, purpose=purpose.name, channel=purpose.channel.name, subject=subject,
+        user_id=user_id, code_hash=code_hash(purpose, challenge_id, code) if code else "",
+        attempts=0, redirect_to=redirect_to, code_challenge=code_challenge, ip=client_ip(),
+        created_at=now, expires_at=now + timedelta(seconds=purpose.setting("ttl"))))
+    db.session.commit()  # before sending: the code must work the moment it lands
+
+    started = time.monotonic()
+    try:
+        deliver(challenge_id, code)
+    except BaseException as exc:
+        # Nobody can know this code, but drop the row anyway so nothing usable stays.
+        db.session.rollback()
+        db.session.execute(delete(OneTimeCode).where(OneTimeCode.id == challenge_id))
+        db.session.commit()
+        if reserved and isinstance(exc, RecipientRejected | SenderUnavailable):
+            # The provider took nothing: the cooldown doesn't start. After any other error
+            # a message may have gone out, so the slot stays taken.
+            cooldowns.release(purpose.slot(subject), None)
+        log.warning("%s not sent id=%s: %s", purpose.name, challenge_id, type(exc).__name__)
+        if isinstance(exc, RecipientRejected):
+            channel = purpose.channel
+            raise Problem(422, channel.rejected_code, channel.rejected,
+                          field=channel.field) from None
+        if isinstance(exc, SenderUnavailable):
+            raise provider_unavailable(purpose) from None
+        raise
+    timing.record(purpose.channel.name, time.monotonic() - started)
+    _count(limits)
+    log.info("%s sent id=%s ip=%s", purpose.name, challenge_id, client_ip())
+    return challenge_id
+
+
+def provider_unavailable(purpose: Purpose) -> Problem:
+    return unavailable(purpose.channel.unavailable, PROVIDER_RETRY_AFTER)
+
+
+def _reserve_slot(purpose: Purpose, subject: str) -> bool:
+    """Take the subject's resend slot (429 while another send holds it); True if taken."""
+    if not settings().ratelimit_enabled:
+        return False
+    wait = cooldowns.reserve(purpose.slot(subject), purpose.setting("cooldown"))
+    if wait:
+        log.info("%s refused (cooldown)", purpose.name)
+        raise rate_limited(wait, purpose.cooldown_detail.format(wait=wait))
+    return True
+
+
+def _count(limits: Sequence[tuple[ratelimits.Limit, str]]) -> None:
+    for limit, key in limits:
+        ratelimits.count(limit, key)
+
+
+# -- reading ---------------------------------------------------------------------------------
+def _live(now: datetime) -> list[Any]:
+    return [OneTimeCode.consumed_at.is_(None), OneTimeCode.invalidated_at.is_(None),
+            OneTimeCode.expires_at > now]
+
+
+def _of(purpose: Purpose, subject: str) -> list[Any]:
+    return [OneTimeCode.purpose == purpose.name, OneTimeCode.subject == subject]
+
+
+def _newest(purpose: Purpose, subject: str, *conditions: Any, limit: int = 1) -> list[Challenge]:
+    rows = db.session.execute(
+        select(*_COLUMNS).where(*_of(purpose, subject), *conditions)
+        .order_by(OneTimeCode.created_at.desc(), OneTimeCode.id.desc()).limit(limit)).all()
+    return [Challenge(*row) for row in rows]
+
+
+def peek(purpose: Purpose, challenge_id: str) -> Challenge | None:
+    """The live code or link with this id; consumes and changes nothing (GET-safe)."""
+    row = db.session.execute(select(*_COLUMNS).where(
+        OneTimeCode.id == challenge_id, OneTimeCode.purpose == purpose.name,
+        *_live(clock.now()))).first()
+    return Challenge(*row) if row is not None else None
+
+
+# -- using -----------------------------------------------------------------------------------
+def verify(purpose: Purpose, subject: str, code: Any, *,
+           provider_check: Callable[[Challenge, str], bool] | None = None) -> Verdict:
+    """Try `code` against the subject's live codes; MATCHED means this request used it.
+
+    A stored code is compared first and a wrong guess then takes an attempt (the take is the
+    atomic part: parallel guesses past the limit find none left and are not answered as
+    tries). A code the provider holds (no hash here) takes its attempt first, since asking
+    is the try; `provider_check` answers it, and if it raises SenderUnavailable the attempt
+    is given back (an outage must not cost the person tries) and 503 is raised.
+    """
+    code = normalize_code(code)
+    if code is None:
+        return Verdict(Outcome.NONE)
+    max_attempts = purpose.setting("max_attempts")
+    now = clock.now()
+    candidates = _newest(purpose, subject, *_live(now),
+                         limit=1 if purpose.supersede_on_send else MAX_CANDIDATES)
+    db.session.commit()  # ends the read: the UPDATEs below see what others committed
+    counted = False
+    for challenge in (c for c in candidates if c.attempts < max_attempts):
+        reserved = False
+        if challenge.code_hash:
+            right = hmac.compare_digest(code_hash(purpose, challenge.id, code),
+                                        challenge.code_hash)
+        elif provider_check is not None:
+            reserved = _take_attempt(challenge.id, max_attempts, now)
+            if not reserved:
+                continue
+            counted = True
+            try:
+                right = provider_check(challenge, code)
+            except SenderUnavailable:
+                _give_back_attempt(challenge.id)
+                log.warning("%s check: provider unavailable id=%s", purpose.name, challenge.id)
+                raise provider_unavailable(purpose) from None
+        else:
+            right = False  # sent through a provider that is no longer configured
+        if right:
+            won = consume(purpose, challenge.id,
+                          attempts_below=max_attempts + 1 if reserved else max_attempts)
+            log.info("%s %s id=%s", purpose.name, "verified" if won else "used meanwhile",
+                     challenge.id)
+            return Verdict(Outcome.MATCHED if won else Outcome.WRONG, challenge)
+        if not reserved and _take_attempt(challenge.id, max_attempts, now):
+            counted = True
+        log.info("%s wrong code, %d/%d id=%s", purpose.name, challenge.attempts + 1,
+                 max_attempts, challenge.id)
+        if purpose.lock_kills:
+            _kill_if_used_up(challenge.id, max_attempts)
+    if counted:
+        return Verdict(Outcome.WRONG, candidates[0])
+    newest = _newest(purpose, subject)
+    db.session.commit()
+    if newest and _used_up(purpose, newest[0], max_attempts, clock.now()):
+        return Verdict(Outcome.EXHAUSTED, newest[0])
+    return Verdict(Outcome.NONE, newest[0] if newest else None)
+
+
+def _used_up(purpose: Purpose, challenge: Challenge, max_attempts: int, now: datetime) -> bool:
+    return (challenge.attempts >= max_attempts and challenge.consumed_at is None
+            and challenge.expires_at > now
+            and (challenge.invalidated_at is None or purpose.lock_kills))
+
+
+def _take_attempt(challenge_id: str, max_attempts: int, now: datetime) -> bool:
+    taken = db.session.execute(
+        update(OneTimeCode)
+        .where(OneTimeCode.id == challenge_id, OneTimeCode.attempts < max_attempts,
+               *_live(now))
+        .values(attempts=OneTimeCode.attempts + 1)
+        .execution_options(synchronize_session=False)
+    ).rowcount == 1  # type: ignore[attr-defined]
+    db.session.commit()  # counted before the guess is compared (or a provider is asked)
+    return taken
+
+
+def _give_back_attempt(challenge_id: str) -> None:
+    db.session.execute(
+        update(OneTimeCode).where(OneTimeCode.id == challenge_id, OneTimeCode.attempts > 0)
+        .values(attempts=OneTimeCode.attempts - 1)
+        .execution_options(synchronize_session=False))
+    db.session.commit()
+
+
+def _kill_if_used_up(challenge_id: str, max_attempts: int) -> None:
+    killed = db.session.execute(
+        update(OneTimeCode)
+        .where(OneTimeCode.id == challenge_id, OneTimeCode.attempts >= max_attempts,
+               OneTimeCode.consumed_at.is_(None), OneTimeCode.invalidated_at.is_(None))
+        .values(invalidated_at=clock.now())
+        .execution_options(synchronize_session=False)
+    ).rowcount == 1  # type: ignore[attr-defined]
+    db.session.commit()
+    if killed:
+        log.warning("code locked after %d wrong tries id=%s", max_attempts, challenge_id)
+
+
+def consume(purpose: Purpose, challenge_id: str, *, attempts_below: int | None = None) -> bool:
+    """The one conditional UPDATE that decides who uses a code or link; True for the winner.
+
+    With `attempts_below`, a code whose wrong tries used it up meanwhile is not used.
+    """
+    now = clock.now()
+    conditions = [OneTimeCode.id == challenge_id, OneTimeCode.purpose == purpose.name,
+                  *_live(now)]
+    if attempts_below is not None:
+        conditions.append(OneTimeCode.attempts < attempts_below)
+    won = db.session.execute(
+        update(OneTimeCode)
+        .where(*conditions)
+        .values(consumed_at=now)
+        .execution_options(synchronize_session=False)
+    ).rowcount == 1  # type: ignore[attr-defined]
+    db.session.commit()
+    return won
+
+
+def supersede(purpose: Purpose, subject: str, *, keep: str | None = None) -> None:
+    """Kill every other outstanding code of this subject (after one of them was used)."""
+    _invalidate(purpose, subject, clock.now(), keep=keep)
+    db.session.commit()
+
+
+def _invalidate(purpose: Purpose, subject: str, now: datetime, keep: str | None = None) -> None:
+    conditions = [*_of(purpose, subject), OneTimeCode.consumed_at.is_(None),
+                  OneTimeCode.invalidated_at.is_(None)]
+    if keep is not None:
+        conditions.append(OneTimeCode.id != keep)
+    db.session.execute(update(OneTimeCode).where(*conditions).values(invalidated_at=now)
+                       .execution_options(synchronize_session=False))
+
+
+def seconds_until_resend(purpose: Purpose, challenge: Challenge | None) -> int:
+    """Seconds until the subject of `challenge` may be sent another code (at least 1)."""
+    if challenge is None:
+        return max(1, purpose.setting("cooldown"))
+    ready = challenge.created_at + timedelta(seconds=purpose.setting("cooldown"))
+    return max(1, int(-(-(ready - clock.now()).total_seconds() // 1)))
