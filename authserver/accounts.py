@@ -1,4 +1,7 @@
-"""Users and roles: look-up, creation and the administrative changes (roles, disabling)."""
+"""Users and roles: look-up, creation and the administrative changes (roles, disabling).
+
+Changes are flushed; the request or command that called commits them (`@committed`).
+"""
 
 from __future__ import annotations
 
@@ -8,7 +11,7 @@ import re
 from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 
-from authserver import clock, tokens
+from authserver import clock, sessions
 from authserver.errors import Problem
 from authserver.extensions import db
 from authserver.models import Role, User
@@ -40,13 +43,16 @@ def create(*, email: str | None = None, phone: str | None = None, name: str | No
     user = User(email=email, phone=phone, name=name, password_hash=password_hash)
     for role in roles or []:
         user.roles.append(_role(role))
-    db.session.add(user)
     try:
-        db.session.commit()
+        # A savepoint: losing a race on the unique e-mail (or phone) undoes only this INSERT,
+        # not the rest of the caller's unit of work.
+        with db.session.begin_nested():
+            db.session.add(user)
     except IntegrityError:
-        db.session.rollback()
         raise Problem(409, "email_taken", "An account with this e-mail already exists.",
                       field="email") from None
+    if roles:
+        _reload_roles(user)
     log.info("user created id=%s", user.id)
     return user
 
@@ -58,16 +64,26 @@ def find_or_create(*, email: str | None = None, phone: str | None = None) -> Use
     Two first sign-ins at the same moment both try to insert; the loser takes the winner's.
     """
     assert (email is None) != (phone is None), "exactly one of email, phone"
-    find = (lambda: by_email(email)) if email else (lambda: by_phone(phone))  # type: ignore[arg-type]
-    user = find()
+    column = User.email if email else User.phone
+    value = email or phone
+    user = db.session.scalar(select(User).where(column == value))
     if user is None:
         try:
             user = create(email=email, phone=phone)
         except Problem:
-            user = find()
+            # A locking read sees the winner's committed row, which this transaction's
+            # snapshot (MySQL's REPEATABLE READ) would still hide.
+            user = db.session.scalar(
+                select(User).where(column == value).with_for_update(read=True))
             if user is None:
                 raise
     return user
+
+
+def _reload_roles(user: User) -> None:
+    # Flushed, then read back in the relationship's order (by name), as answers show them.
+    db.session.flush()
+    db.session.expire(user, ["roles"])
 
 
 def _role(name: str) -> Role:
@@ -78,13 +94,14 @@ def _role(name: str) -> Role:
     role = db.session.scalar(select(Role).where(Role.name == name))
     if role is None:
         role = Role(name=name)
-        db.session.add(role)
         try:
-            db.session.flush()
+            with db.session.begin_nested():
+                db.session.add(role)
         except IntegrityError:
-            # Another request created it at the same moment: use theirs.
-            db.session.rollback()
-            role = db.session.scalar(select(Role).where(Role.name == name))
+            # Another request created it at the same moment: use theirs (a locking read sees
+            # their committed row through this transaction's snapshot).
+            role = db.session.scalar(
+                select(Role).where(Role.name == name).with_for_update(read=True))
             assert role is not None
     return role
 
@@ -93,14 +110,14 @@ def add_role(user: User, name: str) -> User:
     role = _role(name)
     if role not in user.roles:
         user.roles.append(role)
-    db.session.commit()
+    _reload_roles(user)
     log.info("role %s granted to user=%s", role.name, user.id)
     return user
 
 
 def remove_role(user: User, name: str) -> User:
     user.roles = [role for role in user.roles if role.name != name]
-    db.session.commit()
+    _reload_roles(user)
     log.info("role %s removed from user=%s", name, user.id)
     return user
 
@@ -110,15 +127,16 @@ def disable(user: User) -> User:
     if not user.disabled:
         user.disabled = True
         user.disabled_at = clock.now()
-        db.session.commit()
-    tokens.revoke_user_sessions(user.id, reason="user_disabled")
+        db.session.flush()
+    # Commits, with the flag above: revocations never wait for the caller's edge.
+    sessions.revoke_all(user.id, reason="user_disabled")
     return user
 
 
 def enable(user: User) -> User:
     user.disabled = False
     user.disabled_at = None
-    db.session.commit()
+    db.session.flush()
     return user
 
 

@@ -1,4 +1,7 @@
-"""Command line: `flask --app authserver users …` and `flask --app authserver keys …`."""
+"""Command line: `flask --app authserver users …` and `flask --app authserver keys …`.
+
+Each command that writes is one unit of work, committed when it ends (`@committed`).
+"""
 
 from __future__ import annotations
 
@@ -14,6 +17,7 @@ from authserver.errors import Problem
 from authserver.identifiers import normalize_email
 from authserver.keys import keyring
 from authserver.models import User
+from authserver.transactions import committed
 
 users_cli = AppGroup("users", help="Manage users.")
 keys_cli = AppGroup("keys", help="Manage the keys that sign access tokens.")
@@ -24,6 +28,7 @@ keys_cli = AppGroup("keys", help="Manage the keys that sign access tokens.")
 @click.option("--role", "roles", multiple=True, help="Grant a role (repeatable), e.g. admin.")
 @click.option("--password-stdin", is_flag=True, help="Read a password from standard input.")
 @click.option("--name", default=None, help="Display name.")
+@committed
 def create_user(email: str, roles: tuple[str, ...], password_stdin: bool,
                 name: str | None) -> None:
     """Create a user (without --password-stdin, a passwordless one)."""
@@ -56,6 +61,7 @@ def _existing_user(email: str) -> User:
 @users_cli.command("grant")
 @click.argument("email")
 @click.argument("role")
+@committed
 def grant(email: str, role: str) -> None:
     """Grant ROLE to the user with EMAIL."""
     user = _existing_user(email)
@@ -65,6 +71,7 @@ def grant(email: str, role: str) -> None:
 
 @users_cli.command("enable")
 @click.argument("email")
+@committed
 def enable(email: str) -> None:
     """Enable a disabled user again (their old sessions stay revoked)."""
     user = _existing_user(email)
@@ -74,6 +81,7 @@ def enable(email: str) -> None:
 
 @users_cli.command("disable")
 @click.argument("email")
+@committed
 def disable(email: str) -> None:
     """Disable a user and end all their sessions at once."""
     user = _existing_user(email)
@@ -82,19 +90,15 @@ def disable(email: str) -> None:
 
 
 @keys_cli.command("list")
+@committed
 def list_keys() -> None:
     """Show the signing keys (never their private halves)."""
-    ring = keyring()
-    ring.reload()
-    ring.active()
-    from authserver.extensions import db
-    from authserver.models import SigningKey
-
-    for row in db.session.query(SigningKey).order_by(SigningKey.created_at):
-        click.echo(f"{row.kid}  {row.algorithm:6} {row.status:8} created {row.created_at:%Y-%m-%d}")
+    for key in keyring().listing():
+        click.echo(f"{key.kid}  {key.algorithm:6} {key.status:8} created {key.created_at:%Y-%m-%d}")
 
 
 @keys_cli.command("rotate")
+@committed
 def rotate_keys() -> None:
     """Start signing with a new key; the old one keeps verifying existing tokens."""
     key = keyring().rotate()
@@ -102,6 +106,7 @@ def rotate_keys() -> None:
 
 
 @keys_cli.command("prune")
+@committed
 def prune_keys() -> None:
     """Delete retired keys older than the longest access-token lifetime."""
     removed = keyring().prune(settings().access_token_ttl * 2)
@@ -111,6 +116,7 @@ def prune_keys() -> None:
 @click.command("prune")
 @click.option("--keep-days", default=7, show_default=True,
               help="Keep expired rows this many days before deleting them.")
+@committed
 def prune_command(keep_days: int) -> None:
     """Delete expired codes, links, hand-off codes, cooldowns and ended sessions."""
     counts = housekeeping.prune(keep_days)

@@ -1,7 +1,7 @@
 """Deleting what can no longer be used: expired codes, links, hand-offs, cooldowns, sessions.
 
 Nothing on the sign-in path depends on this running; it keeps the tables small. Run it from
-cron or a scheduler: `flask --app authserver prune`.
+cron or a scheduler: `flask --app authserver prune`, which commits once at the end.
 """
 
 from __future__ import annotations
@@ -32,5 +32,4 @@ def prune(keep_days: int = 7) -> dict[str, int]:
                                                Session.revoked_at < cutoff))),
     ):
         counts[name] = int(db.session.execute(statement).rowcount)  # type: ignore[attr-defined]
-        db.session.commit()
     return counts

@@ -16,6 +16,7 @@ import secrets
 import threading
 import time
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 import jwt
@@ -43,6 +44,16 @@ class LoadedKey:
     verifying_key: Any  # public key object, or bytes for HS256
     public_jwk: dict[str, Any] | None
     status: str
+
+
+@dataclass(frozen=True)
+class KeyInfo:
+    """A stored key as operators see it: never any key material."""
+
+    kid: str
+    algorithm: str
+    status: str
+    created_at: datetime
 
 
 def _fernet(secret_key: str) -> Fernet:
@@ -167,6 +178,8 @@ class KeyRing:
             status="active",
         )
         db.session.add(row)
+        # Committed at once: tokens signed with it leave before any edge commit, and other
+        # workers look their `kid` up in the database.
         db.session.commit()
         log.info("created signing key %s (%s)", kid, algorithm)
         self.reload()
@@ -178,7 +191,7 @@ class KeyRing:
         for row in db.session.scalars(select(SigningKey).where(SigningKey.status == "active")):
             row.status = "retired"
             row.retired_at = now
-        db.session.commit()
+        db.session.flush()
         return self.create()
 
     def prune(self, older_than_seconds: int) -> int:
@@ -190,9 +203,19 @@ class KeyRing:
             if row.retired_at and row.retired_at.timestamp() < cutoff:
                 db.session.delete(row)
                 removed += 1
-        db.session.commit()
+        db.session.flush()
         self.reload()
         return removed
+
+    def listing(self) -> list[KeyInfo]:
+        """Every stored key, oldest first, without its private half (`flask keys list`).
+
+        Like signing, it makes the first key when there is none.
+        """
+        self.reload()
+        self.active()
+        rows = db.session.scalars(select(SigningKey).order_by(SigningKey.created_at))
+        return [KeyInfo(row.kid, row.algorithm, row.status, row.created_at) for row in rows]
 
 
 def keyring() -> KeyRing:

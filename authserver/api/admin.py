@@ -8,6 +8,7 @@ from authserver import accounts, tokens
 from authserver.api import bp
 from authserver.api.body import json_body
 from authserver.identifiers import normalize_email
+from authserver.transactions import committed
 
 
 @bp.get("/admin/users")
@@ -21,6 +22,7 @@ def list_users() -> Response:
 
 @bp.post("/admin/users/<user_id>/roles")
 @tokens.require_role("admin")
+@committed
 def add_role(user_id: str) -> Response:
     body = json_body(required=("role",))
     user = accounts.get(user_id)
@@ -29,6 +31,7 @@ def add_role(user_id: str) -> Response:
 
 @bp.delete("/admin/users/<user_id>/roles/<role>")
 @tokens.require_role("admin")
+@committed
 def remove_role(user_id: str, role: str) -> Response:
     user = accounts.get(user_id)
     return jsonify(accounts.remove_role(user, role).to_dict())
@@ -36,6 +39,7 @@ def remove_role(user_id: str, role: str) -> Response:
 
 @bp.post("/admin/users/<user_id>/disable")
 @tokens.require_role("admin")
+@committed
 def disable(user_id: str) -> Response:
     user = accounts.get(user_id)
     return jsonify(accounts.disable(user).to_dict())

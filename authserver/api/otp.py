@@ -6,10 +6,13 @@ from flask import Response, jsonify
 
 from authserver.api import bp
 from authserver.api.body import json_body
+from authserver.api.token_response import token_json
 from authserver.flows import sms_otp
+from authserver.transactions import committed
 
 
 @bp.post("/otp/request")
+@committed
 def otp_request() -> tuple[Response, int]:
     body = json_body(required=("phone",))
     sent = sms_otp.request_code(body["phone"])
@@ -18,6 +21,7 @@ def otp_request() -> tuple[Response, int]:
 
 
 @bp.post("/otp/verify")
+@committed
 def otp_verify() -> Response:
     body = json_body(required=("phone", "code"))
-    return jsonify(sms_otp.verify_code(body["phone"], body["code"]))
+    return token_json(sms_otp.verify_code(body["phone"], body["code"]))

@@ -7,18 +7,22 @@ from flask import Response, g, jsonify
 from authserver import ratelimits, tokens
 from authserver.api import bp
 from authserver.api.body import json_body
+from authserver.api.token_response import token_json
 from authserver.flows import handoff
+from authserver.transactions import committed
 
 
 @bp.post("/token/refresh")
 @ratelimits.route(ratelimits.TOKEN_IP)
+@committed
 def refresh() -> Response:
     body = json_body(required=("refresh_token",))
-    return jsonify(tokens.refresh(body["refresh_token"]))
+    return token_json(tokens.refresh(body["refresh_token"]))
 
 
 @bp.post("/logout")
 @tokens.require_auth
+@committed
 def logout() -> Response:
     tokens.revoke_session(g.claims.session_id, reason="logout")
     response = Response(status=204)
@@ -48,6 +52,7 @@ def is_admin() -> Response:
 
 @bp.post("/token/exchange")
 @ratelimits.route(ratelimits.TOKEN_IP)
+@committed
 def exchange() -> Response:
     body = json_body(required=("code",), optional=("code_verifier",))
-    return jsonify(handoff.exchange(body["code"], body["code_verifier"]))
+    return token_json(handoff.exchange(body["code"], body["code_verifier"]))

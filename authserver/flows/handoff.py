@@ -15,7 +15,6 @@ import logging
 import re
 import secrets
 from datetime import timedelta
-from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from sqlalchemy import select, update
@@ -25,6 +24,7 @@ from authserver.config import settings
 from authserver.errors import Problem
 from authserver.extensions import db
 from authserver.models import HandoffCode, User
+from authserver.tokens import IssuedTokens
 
 log = logging.getLogger("authserver.flows.handoff")
 
@@ -64,6 +64,8 @@ def create_code(user: User, amr: list[str], redirect_to: str,
         created_at=now,
         expires_at=now + timedelta(seconds=settings().handoff_code_ttl),
     ))
+    # Committed before the code leaves (like every one-time code: stored before it is sent),
+    # so the app can redeem it on any connection the moment it has it.
     db.session.commit()
     return code
 
@@ -80,7 +82,7 @@ def _invalid_grant() -> Problem:
                                          "code_verifier does not match.")
 
 
-def exchange(code: str, code_verifier: str | None = None) -> dict[str, Any]:
+def exchange(code: str, code_verifier: str | None = None) -> IssuedTokens:
     """Trade a hand-off code for the token response; the code dies whatever the outcome."""
     row = db.session.scalar(select(HandoffCode).where(HandoffCode.code_hash == _hash(code)))
     now = clock.now()
@@ -93,7 +95,9 @@ def exchange(code: str, code_verifier: str | None = None) -> dict[str, Any]:
         .where(HandoffCode.id == row.id, HandoffCode.used_at.is_(None),
                HandoffCode.expires_at > now)
         .values(used_at=now)
-    ).rowcount == 1
+    ).rowcount == 1  # type: ignore[attr-defined]
+    # Committed before the PKCE check: a wrong verifier must burn the code for good, even
+    # though this request then answers 401.
     db.session.commit()
     if not won:
         log.info("hand-off code refused: used or expired")

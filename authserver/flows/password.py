@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import logging
-from typing import Any
 
 from authserver import accounts, passwords, ratelimits, tokens
 from authserver.config import settings
 from authserver.errors import Problem
 from authserver.extensions import client_ip, db
 from authserver.identifiers import normalize_email
+from authserver.tokens import IssuedTokens
 
 log = logging.getLogger("authserver.flows.password")
 
@@ -22,7 +22,7 @@ def _invalid_credentials() -> Problem:
 
 
 def sign_up(email: str, password: str, name: str | None = None, *,
-            client: str = "api") -> dict[str, Any]:
+            client: str = "api") -> IssuedTokens:
     """Create an account with a password and sign it in (amr: pwd)."""
     if not settings().password_signup_enabled:
         raise Problem(403, "forbidden", "Sign-up with a password is turned off on this server.")
@@ -42,7 +42,7 @@ def sign_up(email: str, password: str, name: str | None = None, *,
     return tokens.issue(user, AMR, client=client)
 
 
-def sign_in(email: str, password: str, *, client: str = "api") -> dict[str, Any]:
+def sign_in(email: str, password: str, *, client: str = "api") -> IssuedTokens:
     """Check an e-mail address and password; sign the user in (amr: pwd)."""
     ratelimits.hit(ratelimits.SIGNIN_IP, client_ip())
     try:
@@ -63,6 +63,6 @@ def sign_in(email: str, password: str, *, client: str = "api") -> dict[str, Any]
         raise Problem(403, "account_disabled", "This account has been disabled.")
     if user.password_hash and passwords.needs_rehash(user.password_hash):
         user.password_hash = passwords.hash_password(password)
-        db.session.commit()
+        db.session.flush()
     log.info("sign-in user=%s", user.id)
     return tokens.issue(user, AMR, client=client)

@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 from flask import redirect, render_template, url_for
-from sqlalchemy import select
 from werkzeug.wrappers import Response
 
-from authserver import clock, tokens
-from authserver.extensions import db
-from authserver.models import Session
+from authserver import sessions
+from authserver.transactions import committed
 from authserver.web import bp
 from authserver.web import session as web_session
 from authserver.web.forms import ConfirmForm
@@ -23,18 +21,13 @@ def account() -> Response | str:
     if found is None:
         return redirect(url_for("web.login"))
     current, user = found
-    sessions = db.session.scalars(
-        select(Session)
-        .where(Session.user_id == user.id, Session.revoked_at.is_(None),
-               Session.expires_at > clock.now())
-        .order_by(Session.last_used_at.desc())
-        .limit(50)
-    ).all()
-    return render_template("account.html", user=user, current=current, sessions=sessions,
+    return render_template("account.html", user=user, current=current,
+                           sessions=sessions.active_for(user),
                            amr_labels=AMR_LABELS, form=ConfirmForm())
 
 
 @bp.post("/logout")
+@committed
 def logout() -> Response:
     form = ConfirmForm()
     form.validate_on_submit()  # CSRFProtect has already refused a forged post
@@ -43,9 +36,10 @@ def logout() -> Response:
 
 
 @bp.post("/account/sign-out-everywhere")
+@committed
 def sign_out_everywhere() -> Response:
     found = web_session.current()
     if found is not None:
-        tokens.revoke_user_sessions(found[1].id, reason="sign_out_everywhere")
+        sessions.revoke_all(found[1].id, reason="sign_out_everywhere")
     web_session.logout()
     return redirect(url_for("web.login", signed_out=1), code=303)

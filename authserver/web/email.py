@@ -7,6 +7,7 @@ from werkzeug.wrappers import Response
 
 from authserver.errors import Problem
 from authserver.flows import magic_link
+from authserver.transactions import committed
 from authserver.web import bp
 from authserver.web import session as web_session
 from authserver.web.forms import EmailLinkForm
@@ -14,6 +15,7 @@ from authserver.web.pages import Page, form_problem, render_form
 
 
 @bp.route("/login/email", methods=["GET", "POST"])
+@committed
 def email_request() -> Response | Page | str:
     form = EmailLinkForm()
     if request.method == "GET":

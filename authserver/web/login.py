@@ -8,6 +8,7 @@ from werkzeug.wrappers import Response
 from authserver.errors import Problem
 from authserver.flows import handoff, password
 from authserver.redirects import check_redirect
+from authserver.transactions import committed
 from authserver.web import bp
 from authserver.web import session as web_session
 from authserver.web.forms import EmailLinkForm, PasswordLoginForm, PhoneForm, SignupForm
@@ -45,6 +46,7 @@ def _login_page(form: PasswordLoginForm | None = None,
 
 
 @bp.route("/login", methods=["GET", "POST"])
+@committed
 def login() -> Response | Page:
     if request.method == "GET":
         problem = _remember_handoff()
@@ -56,13 +58,14 @@ def login() -> Response | Page:
     if not form.validate_on_submit():
         return _login_page(form, form_problem(form))
     try:
-        tokens = password.sign_in(form.email.data, form.password.data, client="web")
+        issued = password.sign_in(form.email.data, form.password.data, client="web")
     except Problem as problem:
         return _login_page(form, problem)
-    return web_session.after_sign_in(tokens)
+    return web_session.after_sign_in(issued)
 
 
 @bp.route("/signup", methods=["GET", "POST"])
+@committed
 def signup() -> Response | Page:
     form = SignupForm()
     if request.method == "GET":
@@ -70,11 +73,11 @@ def signup() -> Response | Page:
     if not form.validate_on_submit():
         return render_form("signup.html", form, form_problem(form))
     try:
-        tokens = password.sign_up(form.email.data, form.password.data, form.name.data or None,
+        issued = password.sign_up(form.email.data, form.password.data, form.name.data or None,
                                   client="web")
     except Problem as problem:
         return render_form("signup.html", form, problem)
-    return web_session.after_sign_in(tokens)
+    return web_session.after_sign_in(issued)
 
 
 @bp.get("/")

@@ -14,6 +14,7 @@ from werkzeug.wrappers import Response
 from authserver import ratelimits, tokens
 from authserver.errors import Problem
 from authserver.flows import magic_link
+from authserver.transactions import committed
 from authserver.web import bp
 from authserver.web import session as web_session
 from authserver.web.forms import ConfirmForm, EmailLinkForm
@@ -49,6 +50,7 @@ def magic_confirm() -> Response:
 
 @bp.post("/auth/magic")
 @ratelimits.route(ratelimits.LINK_VERIFY_IP)
+@committed
 def magic_sign_in() -> Response:
     # CSRFProtect has already refused a post without a valid token from our own page.
     form = ConfirmForm()
@@ -58,6 +60,6 @@ def magic_sign_in() -> Response:
         if problem.code != "invalid_link":
             raise
         return _invalid()
-    token_response = tokens.issue(signed_in.user, signed_in.amr, client="web")
-    return web_session.after_sign_in(token_response, redirect_to=signed_in.redirect_to,
+    issued = tokens.issue(signed_in.user, signed_in.amr, client="web")
+    return web_session.after_sign_in(issued, redirect_to=signed_in.redirect_to,
                                      code_challenge=signed_in.code_challenge)

@@ -7,6 +7,7 @@ from werkzeug.wrappers import Response
 
 from authserver.errors import Problem
 from authserver.flows import sms_otp
+from authserver.transactions import committed
 from authserver.web import bp
 from authserver.web import session as web_session
 from authserver.web.forms import PhoneForm, SmsCodeForm
@@ -16,6 +17,7 @@ PHONE_KEY = "sms_phone"
 
 
 @bp.route("/login/sms", methods=["GET", "POST"])
+@committed
 def sms_request() -> Response | Page:
     form = PhoneForm()
     # A code already on its way: the page offers to go back and type it.
@@ -35,6 +37,7 @@ def sms_request() -> Response | Page:
 
 
 @bp.route("/login/sms/code", methods=["GET", "POST"])
+@committed
 def sms_code() -> Response | Page:
     phone = session.get(PHONE_KEY)
     if not phone:
@@ -45,10 +48,10 @@ def sms_code() -> Response | Page:
     if not form.validate_on_submit():
         return render_form("sms_code.html", form, form_problem(form), phone=phone)
     try:
-        tokens = sms_otp.verify_code(phone, form.code.data.strip(), client="web")
+        issued = sms_otp.verify_code(phone, form.code.data.strip(), client="web")
     except Problem as problem:
         if problem.field is None:
             problem.field = "code"
         return render_form("sms_code.html", form, problem, phone=phone)
     session.pop(PHONE_KEY, None)
-    return web_session.after_sign_in(tokens)
+    return web_session.after_sign_in(issued)

@@ -1,0 +1,80 @@
+"""What views use to know who is calling: `require_auth`, `require_role`, `current_user`.
+
+Built on access_tokens (the signature and claims) and sessions (is the session still open).
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from flask import g, request
+
+from authserver import access_tokens, sessions
+from authserver.access_tokens import Claims
+from authserver.errors import Problem, invalid_token
+from authserver.extensions import db
+from authserver.models import User
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def verify(token: str, *, check_revocation: bool = True) -> Claims:
+    """A verified access token; with `check_revocation`, also that its session is still open."""
+    claims = access_tokens.verify(token)
+    if check_revocation and not sessions.is_open(claims.session_id, claims.user_id):
+        raise invalid_token("The session of this access token has ended.")
+    return claims
+
+
+def bearer_token(*, allow_legacy_header: bool = False) -> str:
+    """The request's access token (`Authorization: Bearer …`), or 401 invalid_token."""
+    header = request.headers.get("Authorization", "")
+    scheme, _, value = header.partition(" ")
+    if scheme.lower() == "bearer" and value.strip():
+        return value.strip()
+    if allow_legacy_header and request.headers.get("x-access-token"):
+        return request.headers["x-access-token"].strip()
+    raise invalid_token("Send the access token as 'Authorization: Bearer <token>'.")
+
+
+def require_auth(func: F | None = None, *, allow_legacy_header: bool = False) -> Any:
+    """Decorator: the request must carry a valid, unrevoked access token (sets g.claims)."""
+
+    def decorate(view: F) -> F:
+        @functools.wraps(view)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            g.claims = verify(bearer_token(allow_legacy_header=allow_legacy_header))
+            return view(*args, **kwargs)
+
+        return wrapper  # type: ignore[return-value]
+
+    return decorate(func) if func is not None else decorate
+
+
+def require_role(role: str) -> Callable[[F], F]:
+    """Decorator: like require_auth, and the token's user must hold `role`."""
+
+    def decorate(view: F) -> F:
+        @functools.wraps(view)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            claims = verify(bearer_token())
+            g.claims = claims
+            # Roles are re-read from the database: a role just taken away stops working now.
+            user = db.session.get(User, claims.user_id)
+            if user is None or role not in user.role_names:
+                raise Problem(403, "forbidden", f"This needs the '{role}' role.")
+            return view(*args, **kwargs)
+
+        return wrapper  # type: ignore[return-value]
+
+    return decorate
+
+
+def current_user() -> User:
+    """The user of the verified token of this request."""
+    user = db.session.get(User, g.claims.user_id)
+    if user is None or user.disabled:
+        raise invalid_token("The user of this access token no longer exists.")
+    return user

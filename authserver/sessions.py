@@ -1,0 +1,227 @@
+"""Sessions and their rotating refresh tokens: open, rotate, revoke, list, check.
+
+A session row is what logout and revocation act on; disabling a user revokes their sessions,
+so the row alone answers "is this token still good?". A refresh token is 256 random bits
+stored only as a SHA-256 hash; each use rotates it, and its successor is derived from it (see
+`_successor`) so that concurrent uses of one token don't fork the session.
+
+Writes are flushed, and the request or command that called commits (`@committed`), except
+where a commit here is what makes the rule hold; each of those says why.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import logging
+import secrets
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any, cast
+
+from flask import has_request_context, request
+from sqlalchemy import CursorResult, select, update
+
+from authserver import clock
+from authserver.config import settings
+from authserver.errors import invalid_token
+from authserver.extensions import db
+from authserver.models import RefreshToken, Session, User
+
+# The logger these lines always had: log filters and alerts (refresh reuse) select on it.
+log = logging.getLogger("authserver.tokens")
+
+ACCOUNT_PAGE_LIMIT = 50  # sessions listed on /account
+
+
+@dataclass(frozen=True)
+class Rotated:
+    """The outcome of a refresh: the session, its user and the refresh token that replaces the
+    presented one."""
+
+    session: Session
+    user: User
+    refresh_token: str
+
+
+def _hash(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def _rowcount(result: Any) -> int:
+    return int(cast(CursorResult[Any], result).rowcount)
+
+
+def _client_meta() -> tuple[str | None, str | None]:
+    if not has_request_context():
+        return None, None
+    agent = (request.user_agent.string or "")[:255] or None
+    return request.remote_addr, agent
+
+
+# -- opening ---------------------------------------------------------------------------------
+def open_session(user: User, amr: list[str], client: str) -> tuple[Session, str]:
+    """A new session for `user` and its first refresh token (flushed, not committed)."""
+    now = clock.now()
+    ip, agent = _client_meta()
+    session = Session(
+        user_id=user.id,
+        amr=" ".join(amr),
+        client=client,
+        ip=ip,
+        user_agent=agent,
+        created_at=now,
+        last_used_at=now,
+        expires_at=now + timedelta(seconds=settings().refresh_token_ttl),
+    )
+    db.session.add(session)
+    db.session.flush()  # the refresh token row needs the session's id
+    refresh_token = _mint_refresh(session, parent_id=None)
+    db.session.flush()
+    log.info("session opened user=%s sid=%s amr=%s client=%s", user.id, session.id,
+             session.amr, client)
+    return session, refresh_token
+
+
+def _successor(refresh_token: str) -> str:
+    """The token that replaces `refresh_token`: derived, not random, so that every request
+    that presents the same token inside the grace window gets the very same successor.
+
+    A thief replaying a just-rotated token therefore shares the one chain with the owner, and
+    the next rotation by either of them is a reuse the other one trips over.
+    """
+    key = settings().secret_key.encode()
+    digest = hmac.new(key, b"authserver.refresh-successor:" + refresh_token.encode(),
+                      hashlib.sha256).digest()
+    return base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
+
+
+def _mint_refresh(session: Session, parent_id: int | None, token: str | None = None) -> str:
+    token = token or secrets.token_urlsafe(32)  # 256 bits
+    db.session.add(RefreshToken(
+        session_id=session.id,
+        token_hash=_hash(token),
+        parent_id=parent_id,
+        created_at=clock.now(),
+        expires_at=session.expires_at,
+    ))
+    return token
+
+
+# -- rotating --------------------------------------------------------------------------------
+def rotate(refresh_token: str) -> Rotated:
+    """Rotate a refresh token: the old one dies, its (derived) successor comes back.
+
+    Replaying an already-rotated token after the grace window means two parties hold the
+    same session (one of them a thief): the whole session is revoked.
+    """
+    if (not isinstance(refresh_token, str) or not 20 <= len(refresh_token) <= 200
+            or not refresh_token.isascii()):
+        raise invalid_token("The refresh token is invalid.")
+    row = db.session.scalar(select(RefreshToken).where(
+        RefreshToken.token_hash == _hash(refresh_token)))
+    if row is None:
+        raise invalid_token("The refresh token is invalid.")
+    now = clock.now()
+    session = db.session.get(Session, row.session_id)
+    if session is None or not session.is_active(now) or row.expires_at <= now:
+        raise invalid_token("The session of this refresh token has ended.")
+    user = db.session.get(User, session.user_id)
+    if user is None or user.disabled:
+        raise invalid_token("The session of this refresh token has ended.")
+
+    # One conditional UPDATE decides which of concurrent refreshes rotates the token.
+    won = _rowcount(db.session.execute(
+        update(RefreshToken)
+        .where(RefreshToken.id == row.id, RefreshToken.rotated_at.is_(None))
+        .values(rotated_at=now)
+    )) == 1
+    if not won:
+        # Ends this transaction, so the read below sees what the winner committed.
+        db.session.rollback()
+        rotated_at = db.session.scalar(
+            select(RefreshToken.rotated_at).where(RefreshToken.id == row.id))
+        grace = timedelta(seconds=settings().refresh_reuse_grace)
+        if rotated_at is None or now - rotated_at > grace:
+            revoke(session.id, reason="refresh_reuse")
+            log.warning("refresh token reuse: session %s revoked", session.id)
+            raise invalid_token("The refresh token was already used; the session is revoked.")
+        # A concurrent client inside the grace window gets the same successor the winner
+        # got (already stored by the winner's transaction).
+        log.info("refresh inside grace window sid=%s", session.id)
+        return Rotated(session, user, _successor(refresh_token))
+    session.last_used_at = now
+    new_token = _mint_refresh(session, parent_id=row.id, token=_successor(refresh_token))
+    # Committed here, not at the edge: the winner's successor must be stored before the
+    # losers of the UPDATE above (waiting on its row lock) read it inside the grace window.
+    db.session.commit()
+    return Rotated(session, user, new_token)
+
+
+# -- revoking --------------------------------------------------------------------------------
+# Revocations commit at once: a later failure of the request must not undo them (a replayed
+# refresh token answers 401 and its session must stay revoked), and every worker must see
+# them on its next check.
+def revoke(session_id: str, *, reason: str = "logout") -> None:
+    """End one session: its access and refresh tokens stop working at once."""
+    db.session.execute(
+        update(Session)
+        .where(Session.id == session_id, Session.revoked_at.is_(None))
+        .values(revoked_at=clock.now(), revoked_reason=reason)
+    )
+    db.session.commit()  # at once, whatever the caller does next (see above)
+    log.info("session revoked sid=%s reason=%s", session_id, reason)
+
+
+def revoke_all(user_id: str, *, reason: str) -> int:
+    """End every open session of a user; returns how many there were."""
+    count = _rowcount(db.session.execute(
+        update(Session)
+        .where(Session.user_id == user_id, Session.revoked_at.is_(None))
+        .values(revoked_at=clock.now(), revoked_reason=reason)
+    ))
+    db.session.commit()  # at once, whatever the caller does next (see above)
+    log.info("all sessions revoked user=%s count=%s reason=%s", user_id, count, reason)
+    return count
+
+
+# -- reading ---------------------------------------------------------------------------------
+def is_open(session_id: str, user_id: str) -> bool:
+    """Whether an access token's session is still open (one primary-key lookup)."""
+    row = db.session.execute(
+        select(Session.user_id, Session.revoked_at, Session.expires_at)
+        .where(Session.id == session_id)
+    ).first()
+    return not (row is None or row.user_id != user_id or row.revoked_at is not None
+                or row.expires_at <= clock.now())
+
+
+def active(session_id: str) -> Session | None:
+    """The session row if it is open (for cookie-based web sessions)."""
+    session = db.session.get(Session, session_id)
+    if session is None or not session.is_active(clock.now()):
+        return None
+    return session
+
+
+def signed_in(session_id: str) -> tuple[Session, User] | None:
+    """The open session and its enabled user (what a browser's cookie stands for), or None."""
+    session = active(session_id)
+    if session is None:
+        return None
+    user = db.session.get(User, session.user_id)
+    if user is None or user.disabled:
+        return None
+    return session, user
+
+
+def active_for(user: User) -> list[Session]:
+    """The user's open sessions, most recently used first (what /account lists)."""
+    return list(db.session.scalars(
+        select(Session)
+        .where(Session.user_id == user.id, Session.revoked_at.is_(None),
+               Session.expires_at > clock.now())
+        .order_by(Session.last_used_at.desc())
+        .limit(ACCOUNT_PAGE_LIMIT)
+    ).all())
