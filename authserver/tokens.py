@@ -41,14 +41,9 @@ revoke_user_sessions = sessions.revoke_all
 session_is_active = sessions.active
 
 
-@dataclass(frozen=True, eq=False)
-class IssuedTokens(dict[str, Any]):
-    """What a sign-in or a refresh produced: the tokens, and the session they belong to.
-
-    It is also, as a mapping, the token response exactly as clients get it (`response()`):
-    callers that index it like the plain dict `issue` used to return keep working. Treat the
-    mapping as read-only; the user in it is a snapshot taken when the tokens were issued.
-    """
+@dataclass(frozen=True)
+class IssuedTokens:
+    """What a sign-in or a refresh produced: the tokens, and the session they belong to."""
 
     access_token: str = field(repr=False)
     token_type: str
@@ -58,19 +53,11 @@ class IssuedTokens(dict[str, Any]):
     session_id: str
     amr: tuple[str, ...]
 
-    def __post_init__(self) -> None:
-        # The contract's key order; the user object as it is now, not when it is serialised.
-        dict.update(self, {
-            "access_token": self.access_token,
-            "token_type": self.token_type,
-            "expires_in": self.expires_in,
-            "refresh_token": self.refresh_token,
-            "user": self.user.to_dict(),
-        })
-
     def response(self) -> dict[str, Any]:
-        """The token response body: access_token, token_type, expires_in, refresh_token, user."""
-        return dict(self)
+        """The token response body, in the contract's key order."""
+        return {"access_token": self.access_token, "token_type": self.token_type,
+                "expires_in": self.expires_in, "refresh_token": self.refresh_token,
+                "user": self.user.to_dict()}
 
 
 def _issued(user: User, session: Session, refresh_token: str) -> IssuedTokens:

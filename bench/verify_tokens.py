@@ -56,7 +56,7 @@ def main() -> None:
         user = accounts.create(email="bench@example.com",
                                password_hash=passwords.hash_password("bench passphrase 1"))
         response = tokens.issue(user, ["pwd"])
-        token = response["access_token"]
+        token = response.access_token
         print(f"database: {db.engine.dialect.name}, algorithm: {args.algorithm}, "
               f"token: {len(token)} bytes")
         measure("verify, offline (signature + claims)",

@@ -27,14 +27,14 @@ def _b64(data: dict) -> str:
 
 def test_issue_opens_a_session_and_signs_claims(app, user):
     response = tokens.issue(user, ["pwd"])
-    assert response["token_type"] == "Bearer"
-    assert response["expires_in"] == 900
-    assert response["user"]["email"] == "grace@example.com"
-    assert "password_hash" not in response["user"]
+    assert response.token_type == "Bearer"
+    assert response.expires_in == 900
+    assert response.user.email == "grace@example.com"
+    assert "password_hash" not in response.response()["user"]
 
-    header = jwt.get_unverified_header(response["access_token"])
+    header = jwt.get_unverified_header(response.access_token)
     assert header["alg"] == "ES256" and header["kid"]
-    claims = tokens.verify(response["access_token"])
+    claims = tokens.verify(response.access_token)
     assert claims.user_id == user.id
     assert claims.amr == ["pwd"]
     assert claims.roles == ["staff"]
@@ -49,13 +49,13 @@ def test_refresh_token_is_stored_only_as_a_hash(app, user):
     response = tokens.issue(user, ["sms"])
     rows = app.extensions["sqlalchemy"].session.query(RefreshToken).all()
     assert len(rows) == 1
-    assert rows[0].token_hash != response["refresh_token"]
-    assert response["refresh_token"] not in rows[0].token_hash
-    assert len(response["refresh_token"]) >= 43  # 256 bits, base64url
+    assert rows[0].token_hash != response.refresh_token
+    assert response.refresh_token not in rows[0].token_hash
+    assert len(response.refresh_token) >= 43  # 256 bits, base64url
 
 
 def test_expired_token_refused(app, user, clock):
-    token = tokens.issue(user, ["pwd"])["access_token"]
+    token = tokens.issue(user, ["pwd"]).access_token
     clock.travel(900 + 6)
     with pytest.raises(Problem) as info:
         tokens.verify(token)
@@ -63,7 +63,7 @@ def test_expired_token_refused(app, user, clock):
 
 
 def test_tampered_payload_refused(app, user):
-    token = tokens.issue(user, ["pwd"])["access_token"]
+    token = tokens.issue(user, ["pwd"]).access_token
     header, payload, signature = token.split(".")
     claims = json.loads(base64.urlsafe_b64decode(payload + "=="))
     claims["roles"] = ["admin"]
@@ -73,7 +73,7 @@ def test_tampered_payload_refused(app, user):
 
 
 def test_alg_none_refused(app, user):
-    token = tokens.issue(user, ["pwd"])["access_token"]
+    token = tokens.issue(user, ["pwd"]).access_token
     header = jwt.get_unverified_header(token)
     claims = jwt.decode(token, options={"verify_signature": False})
     forged = f"{_b64({**header, 'alg': 'none'})}.{_b64(claims)}."
@@ -83,7 +83,7 @@ def test_alg_none_refused(app, user):
 
 def test_hs256_signed_with_the_public_key_refused(app, user):
     """The classic RS/ES -> HS confusion: the public key used as an HMAC secret."""
-    token = tokens.issue(user, ["pwd"])["access_token"]
+    token = tokens.issue(user, ["pwd"]).access_token
     header = jwt.get_unverified_header(token)
     claims = jwt.decode(token, options={"verify_signature": False})
     public_pem = keyring().get(header["kid"]).verifying_key.public_bytes(
@@ -99,7 +99,7 @@ def test_hs256_signed_with_the_public_key_refused(app, user):
 
 
 def test_wrong_audience_and_issuer_refused(app, user):
-    token = tokens.issue(user, ["pwd"])["access_token"]
+    token = tokens.issue(user, ["pwd"]).access_token
     header = jwt.get_unverified_header(token)
     key = keyring().get(header["kid"])
     claims = jwt.decode(token, options={"verify_signature": False})
@@ -111,7 +111,7 @@ def test_wrong_audience_and_issuer_refused(app, user):
 
 
 def test_token_signed_by_a_foreign_key_refused(app, user):
-    token = tokens.issue(user, ["pwd"])["access_token"]
+    token = tokens.issue(user, ["pwd"]).access_token
     header = jwt.get_unverified_header(token)
     claims = jwt.decode(token, options={"verify_signature": False})
     stranger = ec.generate_private_key(ec.SECP256R1())
@@ -121,7 +121,7 @@ def test_token_signed_by_a_foreign_key_refused(app, user):
 
 
 def test_signed_token_with_odd_sid_or_foreign_sub_is_refused(app, user):
-    token = tokens.issue(user, ["pwd"])["access_token"]
+    token = tokens.issue(user, ["pwd"]).access_token
     header = jwt.get_unverified_header(token)
     key = keyring().get(header["kid"])
     claims = jwt.decode(token, options={"verify_signature": False})
@@ -142,53 +142,53 @@ def test_garbage_refused(app, garbage):
 
 def test_refresh_rotates_and_reuse_revokes_session(app, user, clock):
     first = tokens.issue(user, ["pwd"])
-    second = tokens.refresh(first["refresh_token"])
-    assert second["refresh_token"] != first["refresh_token"]
-    tokens.verify(second["access_token"])
+    second = tokens.refresh(first.refresh_token)
+    assert second.refresh_token != first.refresh_token
+    tokens.verify(second.access_token)
 
     clock.travel(60)  # well outside the grace window
     with pytest.raises(Problem):
-        tokens.refresh(first["refresh_token"])
+        tokens.refresh(first.refresh_token)
     # The thief's replay killed the whole session: the legitimate tokens die too.
     with pytest.raises(Problem):
-        tokens.refresh(second["refresh_token"])
+        tokens.refresh(second.refresh_token)
     with pytest.raises(Problem):
-        tokens.verify(second["access_token"])
+        tokens.verify(second.access_token)
 
 
 def test_refresh_replay_inside_grace_window_gets_the_same_successor(app, user):
     first = tokens.issue(user, ["pwd"])
-    a = tokens.refresh(first["refresh_token"])
-    b = tokens.refresh(first["refresh_token"])  # a concurrent client, seconds later
-    assert a["refresh_token"] == b["refresh_token"]  # one chain, not two
-    tokens.verify(a["access_token"])
-    tokens.verify(b["access_token"])
+    a = tokens.refresh(first.refresh_token)
+    b = tokens.refresh(first.refresh_token)  # a concurrent client, seconds later
+    assert a.refresh_token == b.refresh_token  # one chain, not two
+    tokens.verify(a.access_token)
+    tokens.verify(b.access_token)
     assert app.extensions["sqlalchemy"].session.query(RefreshToken).count() == 2
 
 
 def test_a_thief_replaying_inside_the_grace_window_is_caught_later(app, user, clock):
     first = tokens.issue(user, ["pwd"])
-    owner = tokens.refresh(first["refresh_token"])
-    thief = tokens.refresh(first["refresh_token"])  # stolen, replayed within the grace
+    owner = tokens.refresh(first.refresh_token)
+    thief = tokens.refresh(first.refresh_token)  # stolen, replayed within the grace
     clock.travel(60)
-    tokens.refresh(owner["refresh_token"])  # the owner moves on
+    tokens.refresh(owner.refresh_token)  # the owner moves on
     clock.travel(60)
     with pytest.raises(Problem):
-        tokens.refresh(thief["refresh_token"])  # a reuse: the session dies
+        tokens.refresh(thief.refresh_token)  # a reuse: the session dies
     with pytest.raises(Problem):
-        tokens.verify(owner["access_token"])
+        tokens.verify(owner.access_token)
 
 
 def test_revoked_session_refuses_access_and_refresh(app, user):
     response = tokens.issue(user, ["pwd"])
-    claims = tokens.verify(response["access_token"])
+    claims = tokens.verify(response.access_token)
     tokens.revoke_session(claims.session_id)
     with pytest.raises(Problem):
-        tokens.verify(response["access_token"])
+        tokens.verify(response.access_token)
     with pytest.raises(Problem):
-        tokens.refresh(response["refresh_token"])
+        tokens.refresh(response.refresh_token)
     # Without the revocation check only signature and claims are checked (offline services).
-    assert tokens.verify(response["access_token"], check_revocation=False).user_id == user.id
+    assert tokens.verify(response.access_token, check_revocation=False).user_id == user.id
 
 
 def test_disabled_user_cannot_sign_in_or_refresh(app, user):
@@ -198,16 +198,16 @@ def test_disabled_user_cannot_sign_in_or_refresh(app, user):
         tokens.issue(user, ["pwd"])
     assert info.value.code == "account_disabled"
     with pytest.raises(Problem):
-        tokens.refresh(response["refresh_token"])
+        tokens.refresh(response.refresh_token)
     with pytest.raises(Problem):
-        tokens.verify(response["access_token"])
+        tokens.verify(response.access_token)
 
 
 def test_rotated_key_keeps_verifying_old_tokens(app, user):
-    old = tokens.issue(user, ["pwd"])["access_token"]
+    old = tokens.issue(user, ["pwd"]).access_token
     old_kid = jwt.get_unverified_header(old)["kid"]
     keyring().rotate()
-    new = tokens.issue(user, ["pwd"])["access_token"]
+    new = tokens.issue(user, ["pwd"]).access_token
     assert jwt.get_unverified_header(new)["kid"] != old_kid
     tokens.verify(old)
     tokens.verify(new)
@@ -236,7 +236,7 @@ def test_other_algorithms(tmp_path, sqlite_url, algorithm):
     with other.app_context():
         db.create_all()
         person = accounts.create(email="alg@example.com")
-        token = tokens.issue(person, ["pwd"])["access_token"]
+        token = tokens.issue(person, ["pwd"]).access_token
         assert jwt.get_unverified_header(token)["alg"] == algorithm
         assert tokens.verify(token).user_id == person.id
         keys = keyring().jwks()["keys"]
@@ -252,13 +252,13 @@ def test_rotation_by_another_process_takes_over_within_the_refresh_interval(app,
     from authserver import keys
     from authserver.keys import KeyRing
 
-    first = tokens.issue(user, ["pwd"])["access_token"]
+    first = tokens.issue(user, ["pwd"]).access_token
     # e.g. `flask keys rotate` in a shell
     other_process = KeyRing(app.config["SECRET_KEY"], app.config["JWT_ALGORITHM"])
     new_kid = other_process.rotate().kid
     # Until the signer refreshes, it still signs with the key it has loaded.
-    assert jwt.get_unverified_header(tokens.issue(user, ["pwd"])["access_token"])["kid"] != new_kid
+    assert jwt.get_unverified_header(tokens.issue(user, ["pwd"]).access_token)["kid"] != new_kid
     monkeypatch.setattr(keys, "REFRESH_INTERVAL", 0.0)
-    after = tokens.issue(user, ["pwd"])["access_token"]
+    after = tokens.issue(user, ["pwd"]).access_token
     assert jwt.get_unverified_header(after)["kid"] == new_kid
     tokens.verify(first)  # the retired key still verifies

@@ -135,11 +135,11 @@ def consume_code(email: str, code: str) -> EmailSignIn:
     raise _invalid_link()
 
 
-def verify_link(token: str, client: str = "api") -> dict[str, Any]:
+def verify_link(token: str, client: str = "api") -> tokens.IssuedTokens:
     """Sign in with a link's token (amr: email)."""
     return tokens.issue(consume_link(token).user, AMR, client=client)
 
 
-def verify_code(email: str, code: str, client: str = "api") -> dict[str, Any]:
+def verify_code(email: str, code: str, client: str = "api") -> tokens.IssuedTokens:
     """Sign in with the e-mailed 6-digit code (amr: email)."""
     return tokens.issue(consume_code(email, code).user, AMR, client=client)

@@ -101,7 +101,7 @@ def _check_with_provider(challenge: codes.Challenge, code: str) -> bool:
         return False
 
 
-def verify_code(phone: str, code: str, *, client: str = "api") -> dict[str, Any]:
+def verify_code(phone: str, code: str, *, client: str = "api") -> tokens.IssuedTokens:
     """Sign in with the code texted to `phone`.
 
     Raises 401 invalid_otp (wrong, expired, used or replaced code, or no code for this

@@ -88,9 +88,9 @@ def test_the_email_sender_is_built_once_per_app(app):
 def test_link_signs_in_a_new_address_and_creates_the_account(app, mail):
     token, _ = mail()
     response = magic_link.verify_link(token)
-    user = response["user"]
+    user = response.response()["user"]
     assert user["email"] == EMAIL and user["email_verified"] is True
-    claims = tokens.verify(response["access_token"])
+    claims = tokens.verify(response.access_token)
     assert claims.amr == ["email"] and claims.user_id == user["id"]
     assert db.session.scalar(select(func.count()).select_from(User)) == 1
 
@@ -100,21 +100,21 @@ def test_link_signs_in_an_existing_account_and_marks_the_address_verified(app, m
     assert existing.email_verified_at is None
     token, _ = mail()
     response = magic_link.verify_link(token)
-    assert response["user"]["id"] == existing.id
-    assert response["user"]["email_verified"] is True
+    assert response.user.id == existing.id
+    assert response.response()["user"]["email_verified"] is True
     assert db.session.scalar(select(func.count()).select_from(User)) == 1
 
 
 def test_code_signs_in(app, mail):
     _, code = mail()
     response = magic_link.verify_code(" ADA@example.com", code)
-    assert response["user"]["email"] == EMAIL
-    assert tokens.verify(response["access_token"]).amr == ["email"]
+    assert response.user.email == EMAIL
+    assert tokens.verify(response.access_token).amr == ["email"]
 
 
 def test_code_may_be_typed_with_spaces(app, mail):
     _, code = mail()
-    assert magic_link.verify_code(EMAIL, f"{code[:3]} {code[3:]}")["user"]["email"] == EMAIL
+    assert magic_link.verify_code(EMAIL, f"{code[:3]} {code[3:]}").user.email == EMAIL
 
 
 def test_consume_link_hands_the_web_layer_what_it_needs(app, mail):
@@ -176,19 +176,19 @@ def test_a_sign_in_kills_every_other_outstanding_mail(app, mail, use):
     _refused(magic_link.verify_code, EMAIL, dead_code)
     assert _link_row(dead_token).invalidated_at is not None
     # Another address's mail is untouched.
-    assert magic_link.verify_link(other_token)["user"]["email"] == "grace@example.com"
+    assert magic_link.verify_link(other_token).user.email == "grace@example.com"
 
 
 def test_a_code_of_any_outstanding_mail_works(app, mail):
     _, first_code = mail()
     mail()
-    assert magic_link.verify_code(EMAIL, first_code)["user"]["email"] == EMAIL
+    assert magic_link.verify_code(EMAIL, first_code).user.email == EMAIL
 
 
 def test_a_code_for_another_address_is_refused(app, mail):
     _, code = mail()
     _refused(magic_link.verify_code, "grace@example.com", code)
-    assert magic_link.verify_code(EMAIL, code)["user"]["email"] == EMAIL
+    assert magic_link.verify_code(EMAIL, code).user.email == EMAIL
 
 
 # -- wrong codes ----------------------------------------------------------------------------------
@@ -204,14 +204,14 @@ def test_five_wrong_codes_kill_the_code_but_not_the_link(app, mail):
     _refused(magic_link.verify_code, EMAIL, code, status=429, code="otp_attempts_exceeded")
     assert _link_row(token).attempts == 5
     # ...but a stranger guessing codes can't burn the link in the person's inbox.
-    assert magic_link.verify_link(token)["user"]["email"] == EMAIL
+    assert magic_link.verify_link(token).user.email == EMAIL
 
 
 def test_the_right_code_on_the_fifth_try_still_works(app, mail):
     _, code = mail()
     for _ in range(4):
         _refused(magic_link.verify_code, EMAIL, wrong_code(code))
-    assert magic_link.verify_code(EMAIL, code)["user"]["email"] == EMAIL
+    assert magic_link.verify_code(EMAIL, code).user.email == EMAIL
 
 
 def test_wrong_tries_count_against_every_outstanding_mail(app, mail):
@@ -239,7 +239,7 @@ def test_malformed_codes_are_refused_without_using_an_attempt(app, mail, junk):
     token, code = mail()
     _refused(magic_link.verify_code, EMAIL, junk)
     assert _link_row(token).attempts == 0
-    assert magic_link.verify_code(EMAIL, code)["user"]["email"] == EMAIL
+    assert magic_link.verify_code(EMAIL, code).user.email == EMAIL
 
 
 def test_malformed_address_on_verify_is_just_invalid_link(app, ctx):
@@ -307,7 +307,7 @@ def test_tampered_and_forged_tokens_are_refused(app, mail):
     for forged in forgeries:
         assert magic_link.peek_link(forged) is None, forged
         _refused(magic_link.verify_link, forged)
-    assert magic_link.verify_link(token)["user"]["email"] == EMAIL
+    assert magic_link.verify_link(token).user.email == EMAIL
 
 
 def test_a_token_signed_for_another_purpose_is_refused(app, mail):
@@ -323,7 +323,7 @@ def test_a_token_signed_for_another_purpose_is_refused(app, mail):
     ]
     for token_for_something_else in foreign:
         _refused(magic_link.verify_link, token_for_something_else)
-    assert magic_link.verify_link(token)["user"]["email"] == EMAIL
+    assert magic_link.verify_link(token).user.email == EMAIL
 
 
 def test_a_token_for_a_row_that_does_not_exist_is_refused(app, ctx):
@@ -353,7 +353,7 @@ def test_with_email_signup_off_unknown_addresses_get_the_same_answer_and_no_mail
     sent_to = db.session.scalars(select(OneTimeCode.subject)).all()
     assert sent_to == ["known@example.com"]
     token, _ = last_mail(app.config["OUTBOX_DIR"], "known@example.com")
-    assert magic_link.verify_link(token)["user"]["email"] == "known@example.com"
+    assert magic_link.verify_link(token).user.email == "known@example.com"
 
 
 def test_with_email_signup_off_a_link_to_a_deleted_account_creates_nothing(app, mail):

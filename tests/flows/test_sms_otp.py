@@ -114,9 +114,9 @@ def test_right_code_signs_up_a_new_user_with_amr_sms(app: Any) -> None:
     code = _send(app)
     response = sms_otp.verify_code("+1 650 253 0000", code)
 
-    user = response["user"]
+    user = response.response()["user"]
     assert user["phone"] == PHONE and user["phone_verified"] is True and user["email"] is None
-    claims = jwt.decode(response["access_token"], options={"verify_signature": False})
+    claims = jwt.decode(response.access_token, options={"verify_signature": False})
     assert claims["amr"] == ["sms"] and claims["sub"] == user["id"]
     [row] = _challenges()
     assert row.consumed_at is not None
@@ -126,8 +126,8 @@ def test_existing_user_is_signed_in_and_phone_marked_verified(app: Any) -> None:
     existing = accounts.create(email="ada@example.com", phone=PHONE)
     assert existing.phone_verified_at is None
     response = sms_otp.verify_code(PHONE, _send(app))
-    assert response["user"]["id"] == existing.id
-    assert response["user"]["email"] == "ada@example.com"
+    assert response.user.id == existing.id
+    assert response.user.email == "ada@example.com"
     assert db.session.get(User, existing.id).phone_verified_at is not None
     assert db.session.scalar(select(db.func.count()).select_from(User)) == 1
 
@@ -146,7 +146,7 @@ def test_code_expires(app: Any, clock: Any) -> None:
     problem = _problem(sms_otp.verify_code, PHONE, code)
     assert (problem.status, problem.code) == (401, "invalid_otp")
     # Still inside its own 5 minutes.
-    assert sms_otp.verify_code(OTHER_PHONE, other)["user"]["phone"] == OTHER_PHONE
+    assert sms_otp.verify_code(OTHER_PHONE, other).user.phone == OTHER_PHONE
 
 
 def test_ttl_is_configurable(app: Any, clock: Any) -> None:
@@ -170,7 +170,7 @@ def test_a_new_request_replaces_the_previous_code(
     assert _problem(sms_otp.verify_code, PHONE, "111111").code == "invalid_otp"
     # Only the newest code is compared, so the old one is just a wrong try of it.
     assert _challenges()[1].attempts == 1
-    assert sms_otp.verify_code(PHONE, "222222")["user"]["phone"] == PHONE
+    assert sms_otp.verify_code(PHONE, "222222").user.phone == PHONE
 
 
 def test_five_wrong_tries_kill_the_code(app: Any) -> None:
@@ -192,7 +192,7 @@ def test_right_code_after_four_wrong_tries_still_works(app: Any) -> None:
     code = _send(app)
     for _ in range(4):
         _problem(sms_otp.verify_code, PHONE, wrong_code(code))
-    assert sms_otp.verify_code(PHONE, code)["user"]["phone"] == PHONE
+    assert sms_otp.verify_code(PHONE, code).user.phone == PHONE
 
 
 def test_a_new_code_after_the_lock_works(app: Any, clock: Any) -> None:
@@ -200,7 +200,7 @@ def test_a_new_code_after_the_lock_works(app: Any, clock: Any) -> None:
     for _ in range(5):
         _problem(sms_otp.verify_code, PHONE, wrong_code(code))
     clock.travel(31)
-    assert sms_otp.verify_code(PHONE, _send(app))["user"]["phone"] == PHONE
+    assert sms_otp.verify_code(PHONE, _send(app)).user.phone == PHONE
 
 
 @pytest.mark.parametrize("code", ["12345", "1234567", "abcdef", "١٢٣٤٥٦", "12345a", "", None])
@@ -213,7 +213,7 @@ def test_malformed_codes_are_invalid_otp_and_not_counted(app: Any, code: Any) ->
 
 def test_spaces_in_a_pasted_code_are_ignored(app: Any) -> None:
     code = _send(app)
-    assert sms_otp.verify_code(PHONE, f" {code[:3]} {code[3:]}\n")["user"]["phone"] == PHONE
+    assert sms_otp.verify_code(PHONE, f" {code[:3]} {code[3:]}\n").user.phone == PHONE
 
 
 def test_unknown_phone_and_wrong_code_are_the_same_answer(app: Any) -> None:
@@ -236,7 +236,7 @@ def test_sign_up_disabled_answers_like_a_wrong_code(app: Any) -> None:
     assert db.session.scalar(select(db.func.count()).select_from(User)) == 0
     # A number that has an account still signs in.
     accounts.create(phone=OTHER_PHONE)
-    assert sms_otp.verify_code(OTHER_PHONE, _send(app, OTHER_PHONE))["user"]["phone"] \
+    assert sms_otp.verify_code(OTHER_PHONE, _send(app, OTHER_PHONE)).user.phone \
         == OTHER_PHONE
 
 
@@ -307,7 +307,7 @@ def test_failed_send_leaves_no_usable_code_and_no_cooldown(
         == "invalid_otp"
     # Neither the cooldown nor the hourly limit counted it.
     replace(app, sms=real)
-    assert sms_otp.verify_code(PHONE, _send(app))["user"]["phone"] == PHONE
+    assert sms_otp.verify_code(PHONE, _send(app)).user.phone == PHONE
 
 
 def test_failed_send_also_retires_the_previous_code(app: Any, clock: Any) -> None:
@@ -327,7 +327,7 @@ def test_test_numbers_get_a_fixed_code_and_nothing_is_sent(app: Any) -> None:
     assert sms_messages(_outbox(app)) == [] and _challenges("+15550001111") == []
     first = sms_otp.verify_code("+15550001111", "123456")
     again = sms_otp.verify_code("555-000-1111", "123456")
-    assert first["user"]["id"] == again["user"]["id"]
+    assert first.user.id == again.user.id
     assert _problem(sms_otp.verify_code, "+15550001111", "654321").code == "invalid_otp"
 
 
@@ -417,7 +417,7 @@ def test_twenty_concurrent_right_codes_sign_in_exactly_once(
     _all_read_before_any_writes(monkeypatch, 20)
     results = race(app, lambda: sms_otp.verify_code(PHONE, code))
 
-    winners = [r for r in results if isinstance(r, dict)]
+    winners = [r for r in results if isinstance(r, tokens.IssuedTokens)]
     losers = [r for r in results if isinstance(r, Problem)]
     assert len(winners) == 1, results
     assert len(losers) == 19 and {p.code for p in losers} == {"invalid_otp"}
@@ -449,7 +449,7 @@ def test_concurrent_first_sign_ins_of_one_number_create_one_user(app: Any) -> No
     # still end in one account. The step after the code check is raced directly.
     def sign_in() -> Any:
         user = accounts.verified_owner(phone=PHONE, create=True)
-        return tokens.issue(user, sms_otp.AMR)
+        return tokens.issue(user, sms_otp.AMR).response()
 
     results = race(app, sign_in, 10)
 
