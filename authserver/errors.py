@@ -21,13 +21,11 @@ from werkzeug.exceptions import HTTPException
 
 log = logging.getLogger("authserver.errors")
 
+# Each member carries the problem's `title`, so a code and its wording are one named thing
+# (as in Authlib's OAuth 2 errors) rather than a string typed in many places. Members are
+# `str`s, so `problem.code == "invalid_otp"` and JSON encoding keep working unchanged.
 class ErrorCode(StrEnum):
-    """Every `code` the API may answer with: the contract's list, nothing else.
-
-    Each member carries the problem's `title`, so a code and its wording are one named thing
-    (as in Authlib's OAuth 2 errors) rather than a string typed in many places. Members are
-    `str`s, so `problem.code == "invalid_otp"` and JSON encoding keep working unchanged.
-    """
+    """Every `code` the API may answer with: the contract's list, nothing else."""
 
     _value_: str
     label: str  # the problem's RFC 9457 `title` (`str.title` is a method, hence not `title`)
