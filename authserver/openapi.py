@@ -87,7 +87,7 @@ def build(app: Flask) -> dict[str, Any]:
 
 
 def _operation(rule: Rule, operation: Operation,
-               refs: dict[tuple[type[BaseModel], Mode], JsonSchemaValue]) -> dict[str, Any]:
+               refs: dict[tuple[Any, Mode], JsonSchemaValue]) -> dict[str, Any]:
     doc: dict[str, Any] = {"operationId": rule.endpoint, "summary": operation.summary,
                            "tags": [operation.tag]}
     if operation.description:

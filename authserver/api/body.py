@@ -56,16 +56,16 @@ def _problem(model: type[BaseModel], data: dict[str, Any],
     order = list(model.model_fields)
     missing: list[str] = []
     bad: list[tuple[str, str]] = []  # (field, message)
-    for detail in details:
-        name = str(detail["loc"][0]) if detail["loc"] else ""
+    for found in details:
+        name = str(found["loc"][0]) if found["loc"] else ""
         field = model.model_fields.get(name)
         if field is None:  # not a field's fault (a model-level check): never expected here
             raise ValueError(f"{model.__name__} refused a body for a reason no field explains")
         if field.is_required() and data.get(name) in (None, ""):
             missing.append(name)
-        elif detail["type"] == "string_type":
+        elif found["type"] == "string_type":
             bad.append((name, _NOT_A_STRING))
-        elif detail["type"] == "string_too_long":
+        elif found["type"] == "string_too_long":
             bad.append((name, _TOO_LONG))
         else:  # string_unicode (lone surrogates), not_acceptable (NUL)
             bad.append((name, _NOT_TEXT))

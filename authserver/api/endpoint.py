@@ -19,7 +19,7 @@ from __future__ import annotations
 import functools
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any
 
 from flask import Response, current_app, jsonify
 from flask import request as flask_request
@@ -28,7 +28,7 @@ from pydantic import BaseModel
 from authserver.api.body import parse_body
 from authserver.errors import ErrorCode
 
-F = TypeVar("F", bound=Callable[..., Any])
+View = Callable[..., Any]
 
 #: Security scheme names used in the document (see authserver.openapi).
 BEARER = "bearer"
@@ -75,7 +75,7 @@ def endpoint(
     security: tuple[str, ...] = (),
     headers: Mapping[str, str] | None = None,
     description: str | None = None,
-) -> Callable[[F], F]:
+) -> Callable[[View], Callable[..., Response]]:
     """Declare a view's request, response and failures; see the module docstring."""
     operation = Operation(
         summary=summary, tag=tag, request=request, query=query, response=response,
@@ -83,7 +83,7 @@ def endpoint(
         security=security, headers=dict(headers or {}), description=description,
     )
 
-    def decorate(view: F) -> F:
+    def decorate(view: View) -> Callable[..., Response]:
         @functools.wraps(view)
         def wrapper(*args: Any, **kwargs: Any) -> Response:
             if request is not None:
@@ -93,7 +93,7 @@ def endpoint(
             return render(operation, view(*args, **kwargs))
 
         wrapper.operation = operation  # type: ignore[attr-defined]
-        return wrapper  # type: ignore[return-value]
+        return wrapper
 
     return decorate
 
