@@ -8,6 +8,7 @@ the site's style with the same status. Nothing here ever puts a trace, SQL or se
 from __future__ import annotations
 
 import logging
+from enum import StrEnum
 from typing import Any
 
 from flask import Flask, Response, current_app, jsonify, render_template, request
@@ -20,79 +21,111 @@ from werkzeug.exceptions import HTTPException
 
 log = logging.getLogger("authserver.errors")
 
-TITLES = {
-    "invalid_request": "Invalid request",
-    "invalid_email": "Invalid e-mail address",
-    "invalid_phone": "Invalid phone number",
-    "phone_country_not_allowed": "Phone country not allowed",
-    "weak_password": "Password too weak",
-    "invalid_redirect": "Redirect not allowed",
-    "email_taken": "E-mail already registered",
-    "invalid_credentials": "Invalid credentials",
-    "account_disabled": "Account disabled",
-    "invalid_otp": "Invalid code",
-    "otp_attempts_exceeded": "Too many attempts",
-    "invalid_link": "Invalid or expired link",
-    "invalid_token": "Invalid token",
-    "invalid_grant": "Invalid grant",
-    "forbidden": "Forbidden",
-    "not_found": "Not found",
-    "rate_limited": "Too many requests",
-    "service_unavailable": "Service unavailable",
-    "internal_error": "Internal error",
-}
+# Each member carries the problem's `title`, so a code and its wording are one named thing
+# (as in Authlib's OAuth 2 errors) rather than a string typed in many places. Members are
+# `str`s, so `problem.code == "invalid_otp"` and JSON encoding keep working unchanged.
+class ErrorCode(StrEnum):
+    """Every `code` the API may answer with: the contract's list, nothing else."""
 
-#: Every `code` the API may answer with: the contract's list, nothing else.
+    _value_: str
+    label: str  # the problem's RFC 9457 `title` (`str.title` is a method, hence not `title`)
+
+    def __new__(cls, value: str, label: str) -> ErrorCode:
+        member = str.__new__(cls, value)
+        member._value_ = value
+        member.label = label
+        return member
+
+    @classmethod
+    def of(cls, code: ErrorCode | str) -> ErrorCode:
+        """The member for a code given as a member or its string; ValueError for anything else."""
+        member = cls._value2member_map_.get(code)
+        if not isinstance(member, cls):
+            raise ValueError(f"unknown problem code {code!r}")
+        return member
+
+    INVALID_REQUEST = "invalid_request", "Invalid request"
+    INVALID_EMAIL = "invalid_email", "Invalid e-mail address"
+    INVALID_PHONE = "invalid_phone", "Invalid phone number"
+    PHONE_COUNTRY_NOT_ALLOWED = "phone_country_not_allowed", "Phone country not allowed"
+    WEAK_PASSWORD = "weak_password", "Password too weak"
+    INVALID_REDIRECT = "invalid_redirect", "Redirect not allowed"
+    EMAIL_TAKEN = "email_taken", "E-mail already registered"
+    INVALID_CREDENTIALS = "invalid_credentials", "Invalid credentials"
+    ACCOUNT_DISABLED = "account_disabled", "Account disabled"
+    INVALID_OTP = "invalid_otp", "Invalid code"
+    OTP_ATTEMPTS_EXCEEDED = "otp_attempts_exceeded", "Too many attempts"
+    INVALID_LINK = "invalid_link", "Invalid or expired link"
+    INVALID_TOKEN = "invalid_token", "Invalid token"
+    INVALID_GRANT = "invalid_grant", "Invalid grant"
+    FORBIDDEN = "forbidden", "Forbidden"
+    NOT_FOUND = "not_found", "Not found"
+    RATE_LIMITED = "rate_limited", "Too many requests"
+    SERVICE_UNAVAILABLE = "service_unavailable", "Service unavailable"
+    INTERNAL_ERROR = "internal_error", "Internal error"
+
+
+#: Kept for code that reads the codes as plain strings.
+TITLES: dict[str, str] = {code.value: code.label for code in ErrorCode}
 CODES = frozenset(TITLES)
 
 
 class Problem(Exception):
-    """An expected failure with an HTTP status and a stable machine-readable `code`."""
+    """An expected failure with an HTTP status and a stable machine-readable `code`.
+
+    `code` is an `ErrorCode` member or its string value (`Problem(401, "invalid_otp", ...)`);
+    anything else is a programming error and raises ValueError at once. `errors` lists
+    field-level findings (`[{"field": ..., "message": ...}]`) of a body that failed validation.
+    """
 
     def __init__(
         self,
         status: int,
-        code: str,
+        code: ErrorCode | str,
         detail: str,
         *,
         headers: dict[str, str] | None = None,
         field: str | None = None,
+        errors: list[dict[str, str]] | None = None,
         extra: dict[str, Any] | None = None,
     ) -> None:
-        if code not in CODES:
-            raise ValueError(f"unknown problem code {code!r}")
         super().__init__(detail)
         self.status = status
-        self.code = code
+        self.code = ErrorCode.of(code)
         self.detail = detail
         self.headers = headers or {}
         self.field = field  # the form field the web pages show the message next to
+        self.errors = errors or []
         self.extra = extra or {}
 
     def body(self) -> dict[str, Any]:
-        return {
-            "type": f"urn:authserver:problem:{self.code}",
-            "title": TITLES[self.code],
+        body: dict[str, Any] = {
+            "type": f"urn:authserver:problem:{self.code.value}",
+            "title": self.code.label,
             "status": self.status,
             "detail": self.detail,
-            "code": self.code,
-            **self.extra,
+            "code": self.code.value,
         }
+        if self.errors:
+            body["errors"] = self.errors
+        body.update(self.extra)
+        return body
 
 
 def unavailable(detail: str, retry_after: int = 30) -> Problem:
-    return Problem(503, "service_unavailable", detail, headers={"Retry-After": str(retry_after)})
+    return Problem(503, ErrorCode.SERVICE_UNAVAILABLE, detail,
+                   headers={"Retry-After": str(retry_after)})
 
 
 def rate_limited(retry_after: int, detail: str = "Too many requests. Try again later.") -> Problem:
-    return Problem(429, "rate_limited", detail,
+    return Problem(429, ErrorCode.RATE_LIMITED, detail,
                    headers={"Retry-After": str(max(1, int(retry_after)))})
 
 
 def invalid_token(
     detail: str = "The access token is missing, malformed, expired or revoked.",
 ) -> Problem:
-    return Problem(401, "invalid_token", detail,
+    return Problem(401, ErrorCode.INVALID_TOKEN, detail,
                    headers={"WWW-Authenticate": 'Bearer error="invalid_token"'})
 
 
@@ -124,14 +157,15 @@ def problem_response(problem: Problem) -> Response:
     return response
 
 
-_HTTP_CODES = {404: "not_found", 403: "forbidden", 401: "invalid_token", 429: "rate_limited"}
+_HTTP_CODES = {404: ErrorCode.NOT_FOUND, 403: ErrorCode.FORBIDDEN, 401: ErrorCode.INVALID_TOKEN,
+               429: ErrorCode.RATE_LIMITED}
 
 
 def _from_http(exc: HTTPException) -> Problem:
     status = exc.code or 500
     if status >= 500:
-        return Problem(500, "internal_error", "The server failed to handle this request.")
-    code = _HTTP_CODES.get(status, "invalid_request")
+        return Problem(500, ErrorCode.INTERNAL_ERROR, "The server failed to handle this request.")
+    code = _HTTP_CODES.get(status, ErrorCode.INVALID_REQUEST)
     detail = {
         404: "There is nothing at this address.",
         405: f"{request.method} is not allowed here.",
@@ -159,7 +193,7 @@ def init_app(app: Flask) -> None:
 
     @app.errorhandler(CSRFError)
     def handle_csrf(exc: CSRFError) -> Response:
-        return problem_response(Problem(400, "invalid_request",
+        return problem_response(Problem(400, ErrorCode.INVALID_REQUEST,
                                         "The form expired or was not sent from this site. "
                                         "Reload the page and try again."))
 
@@ -186,5 +220,5 @@ def init_app(app: Flask) -> None:
         else:
             log.exception("unhandled error on %s %s", request.method, request.path)
         return problem_response(
-            Problem(500, "internal_error", "The server failed to handle this request.")
+            Problem(500, ErrorCode.INTERNAL_ERROR, "The server failed to handle this request.")
         )

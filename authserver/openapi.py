@@ -1,161 +1,160 @@
-"""The OpenAPI 3.1 document served at /openapi.json (tests check it names every API route)."""
+"""The OpenAPI 3.1 document served at /openapi.json, generated from the registered endpoints.
+
+Paths, methods and path parameters come from the app's URL rules; bodies, answers, failures
+and security from each view's `@endpoint` declaration and its pydantic models. Nothing here
+describes an endpoint by hand, so the document cannot drift from what the server does.
+"""
 
 from __future__ import annotations
 
-from typing import Any
+import re
+from collections.abc import Iterator
+from http import HTTPStatus
+from typing import Any, Literal
 
-from authserver.errors import CODES
+from flask import Flask, current_app
+from pydantic import BaseModel
+from pydantic.json_schema import JsonSchemaValue, models_json_schema
+from werkzeug.routing import Rule
 
+from authserver.api.endpoint import ACCESS_TOKEN_HEADER, BEARER, Operation, operation_of
+from authserver.errors import ErrorCode
+from authserver.schemas.problems import Problem
 
-def _ref(name: str) -> dict[str, str]:
-    return {"$ref": f"#/components/schemas/{name}"}
+REF_TEMPLATE = "#/components/schemas/{model}"
+_CACHE_KEY = "authserver.openapi"
+_PATH_ARGUMENT = re.compile(r"<(?:[^<>:]+:)?([^<>]+)>")
 
+Mode = Literal["validation", "serialization"]
 
-def _json(schema: dict[str, Any], description: str = "OK") -> dict[str, Any]:
-    return {"description": description, "content": {"application/json": {"schema": schema}}}
+SECURITY_SCHEMES = {
+    BEARER: {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"},
+    ACCESS_TOKEN_HEADER: {"type": "apiKey", "in": "header", "name": "x-access-token",
+                          "description": "The access token itself, without `Bearer`."},
+}
 
-
-def _problems(*statuses: int) -> dict[str, Any]:
-    return {
-        str(status): {
-            "description": "Problem details (RFC 9457)",
-            "content": {"application/problem+json": {"schema": _ref("Problem")}},
-        }
-        for status in statuses
-    }
-
-
-def _body(required: list[str], props: dict[str, Any]) -> dict[str, Any]:
-    return {
-        "required": True,
-        "content": {"application/json": {"schema": {
-            "type": "object", "required": required, "properties": props}}},
-    }
-
-
-def _op(summary: str, ok: tuple[str, dict[str, Any]], failures: tuple[int, ...] = (),
-        body: dict[str, Any] | None = None, auth: bool = False,
-        params: list[dict[str, Any]] | None = None, tag: str = "auth") -> dict[str, Any]:
-    op: dict[str, Any] = {"summary": summary, "tags": [tag],
-                          "responses": {ok[0]: ok[1], **_problems(*failures)}}
-    if body:
-        op["requestBody"] = body
-    if auth:
-        op["security"] = [{"bearer": []}]
-    if params:
-        op["parameters"] = params
-    return op
+_HEADER_DOCS = {
+    "WWW-Authenticate": "`Bearer error=\"invalid_token\"`",
+    "Retry-After": "Seconds to wait before trying again.",
+}
 
 
-STR = {"type": "string"}
-TOKEN_OK = ("200", _json(_ref("TokenResponse"), "Signed in"))
-USER_OK = ("200", _json(_ref("User")))
-USER_ID = {"name": "user_id", "in": "path", "required": True, "schema": STR}
+def document(app: Flask | None = None) -> dict[str, Any]:
+    """The document of `app` (default: the current one), built once per app."""
+    app = app or current_app._get_current_object()  # type: ignore[attr-defined]
+    built: dict[str, Any] | None = app.extensions.get(_CACHE_KEY)
+    if built is None:
+        built = app.extensions[_CACHE_KEY] = build(app)
+    return built
 
 
-def document() -> dict[str, Any]:
-    paths: dict[str, Any] = {
-        "/api/v1/signup": {"post": _op(
-            "Create an account with e-mail and password", ("201", TOKEN_OK[1]),
-            (400, 409, 422, 429), _body(["email", "password"],
-                                        {"email": STR, "password": STR, "name": STR}))},
-        "/api/v1/signin": {"post": _op(
-            "Sign in with e-mail and password", TOKEN_OK, (400, 401, 403, 429),
-            _body(["email", "password"], {"email": STR, "password": STR}))},
-        "/api/v1/otp/request": {"post": _op(
-            "Text a 6-digit sign-in code to a phone",
-            ("202", _json({"type": "object", "properties": {
-                "sent": {"type": "boolean"}, "expires_in": {"type": "integer"},
-                "resend_after": {"type": "integer"}}}, "Sent")),
-            (400, 422, 429, 503), _body(["phone"], {"phone": STR}), tag="sms")},
-        "/api/v1/otp/verify": {"post": _op(
-            "Sign in with the texted code", TOKEN_OK, (400, 401, 403, 422, 429, 503),
-            _body(["phone", "code"], {"phone": STR, "code": STR}), tag="sms")},
-        "/api/v1/magic-link/request": {"post": _op(
-            "E-mail a sign-in link and code",
-            ("202", _json({"type": "object", "properties": {
-                "sent": {"type": "boolean"}, "expires_in": {"type": "integer"}}}, "Sent")),
-            (400, 422, 429, 503),
-            _body(["email"], {"email": STR, "redirect_to": STR, "code_challenge": STR,
-                              "code_challenge_method": {"enum": ["S256"]}}), tag="email")},
-        "/api/v1/magic-link/verify": {"post": _op(
-            "Sign in with the link's token, or the e-mailed code", TOKEN_OK,
-            (400, 401, 403, 429),
-            _body([], {"token": STR, "email": STR, "code": STR}), tag="email")},
-        "/api/v1/token/refresh": {"post": _op(
-            "Rotate a refresh token", TOKEN_OK, (400, 401, 429),
-            _body(["refresh_token"], {"refresh_token": STR}), tag="tokens")},
-        "/api/v1/token/exchange": {"post": _op(
-            "Exchange the one-time hand-off code from redirect_to", TOKEN_OK, (400, 401, 429),
-            _body(["code"], {"code": STR, "code_verifier": STR}), tag="tokens")},
-        "/api/v1/logout": {"post": _op(
-            "End the session of this token", ("204", {"description": "Signed out"}), (401,),
-            auth=True, tag="tokens")},
-        "/api/v1/me": {"get": _op("The signed-in user", USER_OK, (401,), auth=True,
-                                  tag="tokens")},
-        "/api/v1/isAuthenticated": {"get": _op(
-            "Check a token, including revocation (also accepts x-access-token)",
-            ("200", _json({"type": "object", "properties": {
-                "user_id": STR, "session_id": STR,
-                "roles": {"type": "array", "items": STR}}})), (401,), auth=True,
-            tag="tokens")},
-        "/api/v1/isAdmin": {"get": _op(
-            "Whether the token's user has the admin role",
-            ("200", _json({"type": "object", "properties": {"is_admin": {"type": "boolean"}}})),
-            (401,), auth=True, tag="tokens")},
-        "/api/v1/admin/users": {"get": _op(
-            "Find users by e-mail",
-            ("200", _json({"type": "object", "properties": {
-                "users": {"type": "array", "items": _ref("User")}}})), (401, 403), auth=True,
-            params=[{"name": "email", "in": "query", "schema": STR}], tag="admin")},
-        "/api/v1/admin/users/{user_id}/roles": {"post": _op(
-            "Grant a role", USER_OK, (400, 401, 403, 404), _body(["role"], {"role": STR}),
-            auth=True, params=[USER_ID], tag="admin")},
-        "/api/v1/admin/users/{user_id}/roles/{role}": {"delete": _op(
-            "Take a role away", USER_OK, (401, 403, 404), auth=True,
-            params=[USER_ID, {"name": "role", "in": "path", "required": True, "schema": STR}],
-            tag="admin")},
-        "/api/v1/admin/users/{user_id}/disable": {"post": _op(
-            "Disable a user and revoke all their sessions", USER_OK, (401, 403, 404),
-            auth=True, params=[USER_ID], tag="admin")},
-        "/.well-known/jwks.json": {"get": _op(
-            "Public keys that verify access tokens",
-            ("200", _json({"type": "object", "properties": {
-                "keys": {"type": "array", "items": {"type": "object"}}}})), tag="meta")},
-        "/healthz": {"get": _op("Liveness", ("200", _json({"type": "object"})), tag="meta")},
-        "/readyz": {"get": _op("Readiness: the database answers",
-                               ("200", _json({"type": "object"})), (503,), tag="meta")},
-        "/openapi.json": {"get": _op("This document", ("200", _json({"type": "object"})),
-                                     tag="meta")},
-    }
+def _operations(app: Flask) -> Iterator[tuple[Rule, str, Operation]]:
+    for rule in app.url_map.iter_rules():
+        view = app.view_functions.get(rule.endpoint)
+        operation = operation_of(view) if view is not None else None
+        if operation is None:
+            continue  # the HTML pages and static files: not part of the JSON API
+        for method in sorted((rule.methods or set()) - {"HEAD", "OPTIONS"}):
+            yield rule, method.lower(), operation
+
+
+def build(app: Flask) -> dict[str, Any]:
+    found = list(_operations(app))
+    wanted: dict[tuple[type[BaseModel], Mode], None] = {(Problem, "serialization"): None}
+    for _, _, operation in found:
+        if operation.request is not None:
+            wanted[(operation.request, "validation")] = None
+        if operation.response is not None:
+            wanted[(operation.response, "serialization")] = None
+    refs, definitions = models_json_schema(list(wanted), ref_template=REF_TEMPLATE)
+
+    paths: dict[str, dict[str, Any]] = {}
+    for rule, method, operation in found:
+        path = _PATH_ARGUMENT.sub(r"{\1}", rule.rule)
+        paths.setdefault(path, {})[method] = _operation(rule, operation, refs)
     return {
         "openapi": "3.1.0",
         "info": {"title": "authserver", "version": "1",
                  "description": "Sign in with a password, an SMS code or an e-mailed link; "
-                                "every method ends in the same token response."},
+                                "every method ends in the same token response. Every error "
+                                "is an RFC 9457 problem with a stable `code`."},
         "paths": paths,
         "components": {
-            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer",
-                                           "bearerFormat": "JWT"}},
-            "schemas": {
-                "User": {"type": "object", "properties": {
-                    "id": STR, "email": {"type": ["string", "null"]},
-                    "phone": {"type": ["string", "null"]}, "name": {"type": ["string", "null"]},
-                    "email_verified": {"type": "boolean"},
-                    "phone_verified": {"type": "boolean"},
-                    "disabled": {"type": "boolean"},
-                    "roles": {"type": "array", "items": STR},
-                    "created_at": {"type": "string", "format": "date-time"}}},
-                "TokenResponse": {"type": "object", "required": [
-                    "access_token", "token_type", "expires_in", "refresh_token", "user"],
-                    "properties": {
-                        "access_token": STR, "token_type": {"const": "Bearer"},
-                        "expires_in": {"type": "integer"}, "refresh_token": STR,
-                        "user": _ref("User")}},
-                "Problem": {"type": "object", "required": ["type", "title", "status", "code"],
-                            "properties": {
-                                "type": STR, "title": STR, "status": {"type": "integer"},
-                                "detail": STR, "code": {"enum": sorted(CODES)}}},
-            },
+            "securitySchemes": SECURITY_SCHEMES,
+            "schemas": definitions.get("$defs", {}),
         },
     }
+
+
+def _operation(rule: Rule, operation: Operation,
+               refs: dict[tuple[Any, Mode], JsonSchemaValue]) -> dict[str, Any]:
+    doc: dict[str, Any] = {"operationId": rule.endpoint, "summary": operation.summary,
+                           "tags": [operation.tag]}
+    if operation.description:
+        doc["description"] = operation.description
+    parameters = [{"name": name, "in": "path", "required": True, "schema": {"type": "string"}}
+                  for name in _PATH_ARGUMENT.findall(rule.rule)]
+    if operation.query is not None:
+        parameters += _query_parameters(operation.query)
+    if parameters:
+        doc["parameters"] = parameters
+    if operation.security:
+        # Alternatives: any one of the schemes will do.
+        doc["security"] = [{name: []} for name in operation.security]
+    if operation.request is not None:
+        doc["requestBody"] = {"required": True, "content": {"application/json": {
+            "schema": refs[(operation.request, "validation")]}}}
+
+    success: dict[str, Any] = {"description": HTTPStatus(operation.status).phrase}
+    if operation.response is not None:
+        success["content"] = {"application/json": {
+            "schema": refs[(operation.response, "serialization")]}}
+    if operation.headers:
+        success["headers"] = {name: {"description": f"`{value}`", "schema": {"type": "string"}}
+                              for name, value in operation.headers.items()}
+    responses: dict[str, Any] = {str(operation.status): success}
+    problem_ref = refs[(Problem, "serialization")]
+    for status, codes in operation.problems().items():
+        responses[str(status)] = _problem_response(status, codes, problem_ref)
+    responses["default"] = {
+        "description": "Any other failure: 405, 413, `internal_error` (500), "
+                       "`service_unavailable` (503, a service the request needs is down).",
+        "content": {"application/problem+json": {"schema": problem_ref}},
+    }
+    doc["responses"] = responses
+    return doc
+
+
+def _problem_response(status: int, codes: tuple[ErrorCode, ...],
+                      problem_ref: JsonSchemaValue) -> dict[str, Any]:
+    schema = {"allOf": [problem_ref, {"properties": {"code": {
+        "enum": [code.value for code in codes]}}}]}
+    response: dict[str, Any] = {
+        "description": "; ".join(f"`{code.value}`: {code.label}" for code in codes),
+        "content": {"application/problem+json": {"schema": schema}},
+    }
+    headers = []
+    if ErrorCode.INVALID_TOKEN in codes:
+        headers.append("WWW-Authenticate")
+    if status in (429, 503):
+        headers.append("Retry-After")
+    if headers:
+        response["headers"] = {name: {"description": _HEADER_DOCS[name],
+                                      "schema": {"type": "string"}} for name in headers}
+    return response
+
+
+def _query_parameters(model: type[BaseModel]) -> list[dict[str, Any]]:
+    schema = model.model_json_schema(mode="validation")
+    required = set(schema.get("required", []))
+    parameters = []
+    for name, prop in schema.get("properties", {}).items():
+        # A query parameter is absent or a string; "null" is not a thing it can be.
+        options = [s for s in prop.get("anyOf", [prop]) if s.get("type") != "null"]
+        param: dict[str, Any] = {"name": name, "in": "query", "required": name in required,
+                                 "schema": {k: v for k, v in options[0].items()
+                                            if k not in ("title", "description")}}
+        if prop.get("description"):
+            param["description"] = prop["description"]
+        parameters.append(param)
+    return parameters

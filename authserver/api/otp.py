@@ -2,26 +2,35 @@
 
 from __future__ import annotations
 
-from flask import Response, jsonify
+from typing import Any
 
 from authserver.api import bp
-from authserver.api.body import json_body
-from authserver.api.token_response import token_json
+from authserver.api.endpoint import endpoint
+from authserver.errors import ErrorCode as E
 from authserver.flows import sms_otp
+from authserver.schemas.requests import OtpRequest, OtpVerify
+from authserver.schemas.responses import OtpSent, TokenResponse, token_response
 from authserver.transactions import committed
 
 
 @bp.post("/otp/request")
 @committed
-def otp_request() -> tuple[Response, int]:
-    body = json_body(required=("phone",))
-    sent = sms_otp.request_code(body["phone"])
-    return jsonify({"sent": sent["sent"], "expires_in": sent["expires_in"],
-                    "resend_after": sent["resend_after"]}), 202
+@endpoint(summary="Text a 6-digit sign-in code to a phone", tag="sms",
+          request=OtpRequest, response=OtpSent, status=202,
+          errors={422: [E.INVALID_PHONE, E.PHONE_COUNTRY_NOT_ALLOWED],
+                  429: [E.RATE_LIMITED], 503: [E.SERVICE_UNAVAILABLE]})
+def otp_request(body: OtpRequest) -> dict[str, Any]:
+    # The flow also returns the E.164 phone; OtpSent leaves it out of the answer.
+    return sms_otp.request_code(body.phone)
 
 
 @bp.post("/otp/verify")
 @committed
-def otp_verify() -> Response:
-    body = json_body(required=("phone", "code"))
-    return token_json(sms_otp.verify_code(body["phone"], body["code"]))
+@endpoint(summary="Sign in with the texted code", tag="sms",
+          request=OtpVerify, response=TokenResponse,
+          errors={401: [E.INVALID_OTP], 403: [E.ACCOUNT_DISABLED],
+                  422: [E.INVALID_PHONE, E.PHONE_COUNTRY_NOT_ALLOWED],
+                  429: [E.OTP_ATTEMPTS_EXCEEDED, E.RATE_LIMITED],
+                  503: [E.SERVICE_UNAVAILABLE]})
+def otp_verify(body: OtpVerify) -> TokenResponse:
+    return token_response(sms_otp.verify_code(body.phone, body.code))

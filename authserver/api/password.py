@@ -2,24 +2,30 @@
 
 from __future__ import annotations
 
-from flask import Response
-
 from authserver.api import bp
-from authserver.api.body import json_body
-from authserver.api.token_response import token_json
+from authserver.api.endpoint import endpoint
+from authserver.errors import ErrorCode as E
 from authserver.flows import password
+from authserver.schemas.requests import SignIn, SignUp
+from authserver.schemas.responses import TokenResponse, token_response
 from authserver.transactions import committed
 
 
 @bp.post("/signup")
 @committed
-def signup() -> tuple[Response, int]:
-    body = json_body(required=("email", "password"), optional=("name",))
-    return token_json(password.sign_up(body["email"], body["password"], body["name"])), 201
+@endpoint(summary="Create an account with e-mail and password", tag="auth",
+          request=SignUp, response=TokenResponse, status=201,
+          errors={403: [E.FORBIDDEN], 409: [E.EMAIL_TAKEN],
+                  422: [E.INVALID_EMAIL, E.WEAK_PASSWORD], 429: [E.RATE_LIMITED]})
+def signup(body: SignUp) -> TokenResponse:
+    return token_response(password.sign_up(body.email, body.password, body.name))
 
 
 @bp.post("/signin")
 @committed
-def signin() -> Response:
-    body = json_body(required=("email", "password"))
-    return token_json(password.sign_in(body["email"], body["password"]))
+@endpoint(summary="Sign in with e-mail and password", tag="auth",
+          request=SignIn, response=TokenResponse,
+          errors={401: [E.INVALID_CREDENTIALS], 403: [E.ACCOUNT_DISABLED],
+                  429: [E.RATE_LIMITED]})
+def signin(body: SignIn) -> TokenResponse:
+    return token_response(password.sign_in(body.email, body.password))

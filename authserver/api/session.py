@@ -2,57 +2,77 @@
 
 from __future__ import annotations
 
-from flask import Response, g, jsonify
+from flask import g
 
 from authserver import ratelimits, tokens
 from authserver.api import bp
-from authserver.api.body import json_body
-from authserver.api.token_response import token_json
+from authserver.api.endpoint import ACCESS_TOKEN_HEADER, BEARER, endpoint
+from authserver.errors import ErrorCode as E
 from authserver.flows import handoff
+from authserver.schemas.requests import Exchange, Refresh
+from authserver.schemas.responses import (
+    IsAdmin,
+    IsAuthenticated,
+    TokenResponse,
+    User,
+    token_response,
+    user_object,
+)
 from authserver.transactions import committed
 
 
 @bp.post("/token/refresh")
 @ratelimits.route(ratelimits.TOKEN_IP)
 @committed
-def refresh() -> Response:
-    body = json_body(required=("refresh_token",))
-    return token_json(tokens.refresh(body["refresh_token"]))
+@endpoint(summary="Rotate a refresh token", tag="tokens",
+          request=Refresh, response=TokenResponse,
+          errors={401: [E.INVALID_TOKEN], 429: [E.RATE_LIMITED]})
+def refresh(body: Refresh) -> TokenResponse:
+    return token_response(tokens.refresh(body.refresh_token))
 
 
 @bp.post("/logout")
 @tokens.require_auth
 @committed
-def logout() -> Response:
+@endpoint(summary="End the session of this token", tag="tokens", status=204,
+          security=(BEARER,))
+def logout() -> None:
     tokens.revoke_session(g.claims.session_id, reason="logout")
-    response = Response(status=204)
-    del response.headers["Content-Type"]
-    return response
 
 
 @bp.get("/me")
 @tokens.require_auth
-def me() -> Response:
-    return jsonify(tokens.current_user().to_dict())
+@endpoint(summary="The signed-in user", tag="tokens", response=User, security=(BEARER,))
+def me() -> User:
+    return user_object(tokens.current_user())
 
 
 @bp.get("/isAuthenticated")
 @tokens.require_auth(allow_legacy_header=True)
-def is_authenticated() -> Response:
+@endpoint(summary="Check a token, including revocation", tag="tokens",
+          response=IsAuthenticated, security=(BEARER, ACCESS_TOKEN_HEADER),
+          description="For services that must see a logout at once: one primary-key lookup. "
+                      "The token may also come in `x-access-token`, as the older Node "
+                      "AuthService took it.")
+def is_authenticated() -> IsAuthenticated:
     claims = g.claims
-    return jsonify({"user_id": claims.user_id, "session_id": claims.session_id,
-                    "roles": claims.roles})
+    return IsAuthenticated(user_id=claims.user_id, session_id=claims.session_id,
+                           roles=claims.roles)
 
 
 @bp.get("/isAdmin")
 @tokens.require_auth
-def is_admin() -> Response:
-    return jsonify({"is_admin": "admin" in tokens.current_user().role_names})
+@endpoint(summary="Whether the token's user has the admin role", tag="tokens",
+          response=IsAdmin, security=(BEARER,))
+def is_admin() -> IsAdmin:
+    return IsAdmin(is_admin="admin" in tokens.current_user().role_names)
 
 
 @bp.post("/token/exchange")
 @ratelimits.route(ratelimits.TOKEN_IP)
 @committed
-def exchange() -> Response:
-    body = json_body(required=("code",), optional=("code_verifier",))
-    return token_json(handoff.exchange(body["code"], body["code_verifier"]))
+@endpoint(summary="Exchange the one-time hand-off code from redirect_to", tag="tokens",
+          request=Exchange, response=TokenResponse,
+          errors={401: [E.INVALID_GRANT], 429: [E.RATE_LIMITED]})
+def exchange(body: Exchange) -> TokenResponse:
+    return token_response(handoff.exchange(body.code, body.code_verifier))

@@ -1,0 +1,73 @@
+"""One model per request body.
+
+Field order matters: a body with several bad fields is answered about the first one in this
+order (required fields first), as the API always has.
+"""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from authserver.schemas.fields import RequiredText, Text
+
+
+class RequestBody(BaseModel):
+    # Unknown members are ignored, so clients may send more than a version of us knows.
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+
+class SignUp(RequestBody):
+    email: RequiredText
+    password: RequiredText = Field(description="At least 10 characters, not a common one.")
+    name: Text | None = None
+
+
+class SignIn(RequestBody):
+    email: RequiredText
+    password: RequiredText
+
+
+class OtpRequest(RequestBody):
+    phone: RequiredText = Field(description="Any common notation; normalised to E.164.")
+
+
+class OtpVerify(RequestBody):
+    phone: RequiredText
+    code: RequiredText = Field(description="The 6-digit code from the text message.")
+
+
+class LinkRequest(RequestBody):
+    email: RequiredText
+    redirect_to: Text | None = Field(
+        None, description="Where the browser goes after signing in; must be on the allow-list.")
+    code_challenge: Text | None = Field(
+        None, description="PKCE challenge for the app hand-off (base64url SHA-256).")
+    code_challenge_method: Text | None = Field(None, description="Only `S256`.")
+
+
+class LinkVerify(RequestBody):
+    """Either `token` (from the link) or `email` and `code` (from the same e-mail)."""
+
+    token: Text | None = None
+    email: Text | None = None
+    code: Text | None = None
+
+
+class Refresh(RequestBody):
+    refresh_token: RequiredText
+
+
+class Exchange(RequestBody):
+    code: RequiredText = Field(description="The one-time code put on `redirect_to`.")
+    code_verifier: Text | None = Field(None, description="The PKCE verifier, if a challenge "
+                                                         "was given.")
+
+
+class RoleGrant(RequestBody):
+    role: RequiredText
+
+
+class UserSearch(RequestBody):
+    """Query parameters of GET /admin/users (always strings; nothing here can fail)."""
+
+    email: str | None = Field(None, description="Find the user with this e-mail address.")

@@ -1,0 +1,122 @@
+"""One model per response body.
+
+Field order is the order of the members on the wire. Models are strict: a flow that starts
+returning a number as a string fails loudly in the tests instead of changing the contract.
+`token_response()` and `user_object()` are the only ways flow results become responses.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Annotated, Any, Literal
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, RootModel, WithJsonSchema
+
+if TYPE_CHECKING:
+    from authserver.models import User as UserRow
+    from authserver.tokens import IssuedTokens
+
+
+class ResponseBody(BaseModel):
+    # Members a flow returns beyond the schema (e.g. the E.164 phone of an OTP request) are
+    # dropped: only what is documented goes out.
+    model_config = ConfigDict(strict=True, extra="ignore", frozen=True)
+
+
+class User(ResponseBody):
+    """The user object: never a password hash or any other secret."""
+
+    id: str
+    email: str | None
+    phone: str | None = Field(description="E.164")
+    name: str | None
+    email_verified: bool
+    phone_verified: bool
+    disabled: bool
+    roles: list[str]
+    # Kept as the string the model renders (ISO 8601, UTC, "Z"): re-rendering a datetime here
+    # could change its bytes.
+    created_at: Annotated[str, WithJsonSchema({"type": "string", "format": "date-time"})]
+
+
+class TokenResponse(ResponseBody):
+    """Every successful sign-in, whatever the method."""
+
+    access_token: str = Field(description="A JWT; verify it with /.well-known/jwks.json.")
+    token_type: Literal["Bearer"]
+    expires_in: int = Field(description="Seconds the access token lives.")
+    refresh_token: str = Field(description="Opaque; rotates on every use.")
+    user: User
+
+
+class OtpSent(ResponseBody):
+    sent: bool
+    expires_in: int = Field(description="Seconds the code lives.")
+    resend_after: int = Field(description="Seconds before another code may be asked for.")
+
+
+class LinkSent(ResponseBody):
+    """The same answer whether or not the address has an account."""
+
+    sent: bool
+    expires_in: int = Field(description="Seconds the link and code live.")
+
+
+class IsAuthenticated(ResponseBody):
+    user_id: str
+    session_id: str
+    roles: list[str]
+
+
+class IsAdmin(ResponseBody):
+    is_admin: bool
+
+
+class UserList(ResponseBody):
+    users: list[User]
+
+
+_JWK_MEMBERS = ("kty", "kid", "alg", "use")
+
+
+def _jwk_members(jwk: dict[str, str]) -> dict[str, str]:
+    missing = [name for name in _JWK_MEMBERS if name not in jwk]
+    if missing:
+        raise ValueError(f"a JWK needs {', '.join(missing)}")
+    return jwk
+
+
+# A plain mapping, not a model, so each key's members keep their order (which depends on the
+# key type: EC has crv/x/y, OKP crv/x, RSA n/e).
+Jwk = Annotated[
+    dict[str, str],
+    AfterValidator(_jwk_members),
+    WithJsonSchema({"type": "object", "required": list(_JWK_MEMBERS),
+                    "additionalProperties": {"type": "string"},
+                    "description": "A public key (RFC 7517); never private members."}),
+]
+
+
+class Jwks(ResponseBody):
+    keys: list[Jwk]
+
+
+class Health(ResponseBody):
+    status: Literal["ok"]
+
+
+class Ready(ResponseBody):
+    status: Literal["ready"]
+
+
+class OpenApiDocument(RootModel[dict[str, Any]]):
+    """An OpenAPI 3.1 document."""
+
+
+def token_response(issued: IssuedTokens) -> TokenResponse:
+    """THE way a sign-in's result becomes the token response (flows, refresh, exchange)."""
+    return TokenResponse.model_validate(issued.response())
+
+
+def user_object(user: UserRow) -> User:
+    """THE way a user row becomes the contract's user object."""
+    return User.model_validate(user.to_dict())
