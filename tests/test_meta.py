@@ -77,3 +77,14 @@ def test_unexpected_exception_is_a_500_problem_without_trace(app, client):
     assert response.status_code == 500
     body = problem(response)
     assert body["code"] == "internal_error" and "secret internals" not in response.text
+
+
+def test_the_contract_documents_every_setting():
+    """docs/api.md is the contract: a setting added to config.py must be documented there."""
+    from pathlib import Path
+
+    from authserver.config import NAMES
+
+    contract = (Path(__file__).resolve().parents[1] / "docs" / "api.md").read_text()
+    missing = sorted(name for name in NAMES if f"`{name}`" not in contract)
+    assert missing == [], f"settings missing from docs/api.md: {missing}"
