@@ -10,7 +10,7 @@ from authserver.flows import magic_link
 from authserver.transactions import committed
 from authserver.web import bp
 from authserver.web import session as web_session
-from authserver.web.forms import EmailLinkForm
+from authserver.web.forms import EmailLinkForm, required
 from authserver.web.pages import Page, form_problem, render_form
 
 
@@ -24,10 +24,10 @@ def email_request() -> Response | Page | str:
         return render_form("email_request.html", form, form_problem(form))
     pending = session.get(web_session.HANDOFF_KEY) or {}
     try:
-        sent = magic_link.request_link(form.email.data,
+        sent = magic_link.request_link(required(form.email),
                                        redirect_to=pending.get("redirect_to"),
                                        code_challenge=pending.get("code_challenge"))
     except Problem as problem:
         return render_form("email_request.html", form, problem)
-    return render_template("email_sent.html", email=form.email.data.strip(),
+    return render_template("email_sent.html", email=required(form.email).strip(),
                            expires_minutes=max(1, sent["expires_in"] // 60))
