@@ -6,15 +6,18 @@ Each command that writes is one unit of work, committed when it ends (`@committe
 from __future__ import annotations
 
 import sys
+from collections import defaultdict
 
 import click
 from flask import Flask
 from flask.cli import AppGroup
+from sqlalchemy import select
 
 from authserver import accounts, housekeeping, passwords
 from authserver.config import settings
 from authserver.errors import Problem
-from authserver.identifiers import normalize_email
+from authserver.extensions import db
+from authserver.identifiers import lookalike_key, normalize_email
 from authserver.keys import keyring
 from authserver.models import User
 from authserver.transactions import committed
@@ -52,7 +55,11 @@ def _existing_user(email: str) -> User:
     try:
         user = accounts.by_email(normalize_email(email))
     except Problem as exc:
-        raise click.ClickException(exc.detail) from None
+        # An account made before today's rules (one `users check-lookalikes` lists) must
+        # still be reachable by its stored address, to disable it.
+        user = accounts.by_email(email.strip())
+        if user is None:
+            raise click.ClickException(exc.detail) from None
     if user is None:
         raise click.ClickException("no such user")
     return user
@@ -87,6 +94,41 @@ def disable(email: str) -> None:
     user = _existing_user(email)
     accounts.disable(user)
     click.echo(f"{user.email}: disabled, sessions revoked")
+
+
+@users_cli.command("check-lookalikes")
+def check_lookalikes() -> None:
+    """List accounts whose address is now refused or looks like another account's.
+
+    Exit status 0 with "no look-alike addresses", or 1 after listing them.
+    """
+    rows = db.session.execute(
+        select(User.id, User.email).where(User.email.is_not(None)).order_by(User.created_at,
+                                                                           User.id))
+    findings: list[str] = []
+    by_key: dict[str, list[tuple[str, str]]] = defaultdict(list)
+    for user_id, email in rows.tuples():
+        assert email is not None  # the query's WHERE
+        try:
+            canonical = normalize_email(email)
+        except Problem as exc:
+            findings.append(f"refused   {user_id}  {email!r}: {exc.detail}")
+        else:
+            if canonical != email:
+                findings.append(f"changed   {user_id}  {email!r}: now looked up as "
+                                f"{canonical!r}")
+        by_key[lookalike_key(email)].append((user_id, email))
+    for key, users in by_key.items():
+        if len(users) > 1:
+            listed = ", ".join(f"{user_id} {email!r}" for user_id, email in users)
+            findings.append(f"collision {key!r}: {listed}")
+    if not findings:
+        click.echo("no look-alike addresses")
+        return
+    for line in findings:
+        click.echo(line)
+    click.echo(f"{len(findings)} look-alike finding(s)")
+    raise click.exceptions.Exit(1)
 
 
 @keys_cli.command("list")

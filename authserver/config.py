@@ -152,6 +152,14 @@ class Settings(BaseModel):
     token_limit_per_ip: Rate = Field("120/minute",
                                      description="refresh/exchange/verify calls per client IP")
     proxy_fix_hops: int = Field(0, description="trusted reverse proxies setting X-Forwarded-For")
+    # Breached passwords (Have I Been Pwned range API, k-anonymity; see authserver/pwned.py)
+    pwned_passwords_url: str = Field(
+        "https://api.pwnedpasswords.com/range/",
+        description="range API base URL (https; http only on loopback); empty turns it off")
+    pwned_passwords_timeout: float = Field(
+        2.0, description="seconds to wait for the range API")
+    pwned_passwords_fail: str = Field(
+        "open", description="range API unreachable: open (accept, logged) | closed (503)")
     # Web
     session_cookie_secure: bool | None = Field(
         None, description="default: true when PUBLIC_BASE_URL is https")
@@ -183,6 +191,35 @@ class Settings(BaseModel):
     def _email_backend(cls, value: str) -> str:
         if value not in {"console", "file", "smtp"}:
             raise ValueError("expected console, file or smtp")
+        return value
+
+    @field_validator("pwned_passwords_url")
+    @classmethod
+    def _pwned_url(cls, value: str) -> str:
+        value = value.strip()
+        if not value:
+            return value
+        parts = urlsplit(value)
+        # Plain http could be answered by anyone on the path with "not breached".
+        loopback = parts.scheme == "http" and parts.hostname in {"127.0.0.1", "::1", "localhost"}
+        if not parts.netloc or not (parts.scheme == "https" or loopback):
+            raise ValueError("expected an https URL (http only on 127.0.0.1, ::1 or localhost)")
+        if parts.query or parts.fragment:
+            raise ValueError("expected a base URL without query or fragment")
+        return value if value.endswith("/") else value + "/"
+
+    @field_validator("pwned_passwords_fail")
+    @classmethod
+    def _pwned_fail(cls, value: str) -> str:
+        if value not in {"open", "closed"}:
+            raise ValueError("expected open or closed")
+        return value
+
+    @field_validator("pwned_passwords_timeout")
+    @classmethod
+    def _pwned_timeout(cls, value: float) -> float:
+        if not 0 < value <= 30:
+            raise ValueError("expected seconds between 0 and 30")
         return value
 
     @field_validator("access_token_ttl", "refresh_token_ttl", "otp_ttl", "magic_link_ttl")
@@ -228,6 +265,8 @@ def settings() -> Settings:
 
 #: The settings' names as the environment spells them.
 NAMES = frozenset(name.upper() for name in Settings.model_fields)
+#: Settings where an empty variable is a choice (turn it off), not "use the default".
+EMPTY_IS_A_VALUE = frozenset({"PWNED_PASSWORDS_URL"})
 
 
 def load(overrides: Mapping[str, Any] | None, instance_path: str,
@@ -238,7 +277,8 @@ def load(overrides: Mapping[str, Any] | None, instance_path: str,
     """
     environ = os.environ if environ is None else environ
     values: dict[str, Any] = {name.lower(): raw for name, raw in environ.items()
-                              if name.upper() in NAMES and raw != ""}
+                              if name.upper() in NAMES
+                              and (raw != "" or name.upper() in EMPTY_IS_A_VALUE)}
     values.update({name.lower(): value for name, value in (overrides or {}).items()
                    if name.upper() in NAMES})
     try:

@@ -49,6 +49,7 @@ class ErrorCode(StrEnum):
     INVALID_PHONE = "invalid_phone", "Invalid phone number"
     PHONE_COUNTRY_NOT_ALLOWED = "phone_country_not_allowed", "Phone country not allowed"
     WEAK_PASSWORD = "weak_password", "Password too weak"
+    BREACHED_PASSWORD = "breached_password", "Password found in a data breach"
     INVALID_REDIRECT = "invalid_redirect", "Redirect not allowed"
     EMAIL_TAKEN = "email_taken", "E-mail already registered"
     INVALID_CREDENTIALS = "invalid_credentials", "Invalid credentials"

@@ -17,6 +17,8 @@ from importlib import resources
 from argon2 import PasswordHasher, Type
 from argon2.exceptions import Argon2Error, VerifyMismatchError
 
+from authserver import pwned
+
 __all__ = [
     "HASH_LENGTH",
     "MAX_LENGTH",
@@ -127,7 +129,11 @@ def check_policy(password: str, email: str | None = None) -> str | None:
 
     NIST SP 800-63B rules: length in code points after NFKC, no composition rules, any
     Unicode (spaces and emoji included), and a refusal of known-common or context-specific
-    choices.
+    choices. This is the one policy function (sign-up, CLI, and any later reset or change):
+    a password passing the local rules is then checked against known breaches (pwned.py),
+    which raises Problem 422 breached_password, or 503 service_unavailable when the range
+    API can't be asked and PWNED_PASSWORDS_FAIL=closed. The local rules run first, so a
+    weak password never costs a network round trip.
     """
     if len(password) > _MAX_RAW_LENGTH:
         return f"Use at most {MAX_LENGTH} characters."
@@ -146,6 +152,8 @@ def check_policy(password: str, email: str | None = None) -> str | None:
         return "This password is too common. Choose something less predictable."
     if email and folded in _email_forms(email):
         return "Don't use your e-mail address as your password."
+    # The normalised form is what is hashed, so it is what an attacker has to guess.
+    pwned.enforce(normalized)
     return None
 
 

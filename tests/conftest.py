@@ -82,6 +82,8 @@ def base_config(tmp_path: Any, database_url: str) -> dict[str, Any]:
         "OUTBOX_DIR": str(tmp_path / "outbox"),
         "REDIRECT_ALLOWLIST": ["https://app.example.test/callback", "myapp://auth"],
         "RATELIMIT_STORAGE_URI": "memory://",
+        # Offline: no test asks the real range API; breach tests opt in with a loopback fake.
+        "PWNED_PASSWORDS_URL": "",
         "TESTING": True,
     }
 

@@ -1,13 +1,16 @@
 import logging
+import socket
 import statistics
 import threading
 import time
+from collections.abc import Iterator
 from importlib import resources
 
 import pytest
 from argon2 import PasswordHasher, Type
 
-from authserver import passwords
+from authserver import accounts, passwords, pwned, services
+from tests.fakes.pwned_server import FakePwned, sha1_hex
 
 GOOD = "correct horse battery staple"
 
@@ -275,3 +278,216 @@ def test_list_loads_once_and_is_shared_between_threads(monkeypatch: pytest.Monke
     assert len(seen) == 8
     assert all(s is seen[0] for s in seen)
     assert isinstance(seen[0], frozenset) and len(seen[0]) >= 10_000
+
+
+# --- breached passwords (Have I Been Pwned range API, against a loopback fake) -------------
+
+BREACHED = "Tr0ub4dor&3 horse"  # passes the local rules; the fake lists it as breached
+UNIQUE = "an unremarkable phrase nobody leaked"
+BREACHED_DETAIL = ("This password has appeared in a data breach and can't be used. "
+                   "Choose a different one.")
+
+
+@pytest.fixture
+def fake_pwned() -> Iterator[FakePwned]:
+    with FakePwned() as fake:
+        fake.breach(BREACHED, 3_861_493)
+        yield fake
+
+
+@pytest.fixture
+def closed_port() -> int:
+    """A loopback port that refuses connections (bound, then released)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.fixture
+def breach_check(app, fake_pwned: FakePwned) -> FakePwned:
+    """The test app asks the fake (base_config keeps every other test offline)."""
+    services.configure(app, PWNED_PASSWORDS_URL=fake_pwned.url, PWNED_PASSWORDS_TIMEOUT=1.0)
+    return fake_pwned
+
+
+def _signup(client, password: str, email: str = "ada@example.com"):
+    return client.post("/api/v1/signup", json={"email": email, "password": password})
+
+
+def test_breached_password_is_refused_through_the_range_api(client, breach_check) -> None:
+    response = _signup(client, BREACHED)
+
+    assert response.status_code == 422
+    body = response.get_json()
+    assert body["code"] == "breached_password"
+    assert body["detail"] == BREACHED_DETAIL
+    assert "3861493" not in response.get_data(as_text=True)  # NIST: no count
+    assert response.mimetype == "application/problem+json"
+    assert accounts.by_email("ada@example.com") is None
+
+
+def test_range_request_carries_only_the_five_character_prefix_and_padding(
+        client, breach_check) -> None:
+    digest = sha1_hex(BREACHED)
+
+    _signup(client, BREACHED)
+
+    [request] = breach_check.requests
+    assert request.path == "/range/" + digest[:5]
+    assert digest[5:] not in request.path and BREACHED not in request.path
+    assert request.headers["Add-Padding"] == "true"
+
+
+def test_padding_entry_with_count_zero_is_not_a_breach(client, breach_check) -> None:
+    breach_check.pad(UNIQUE)  # its own suffix is in the answer, with count 0
+
+    response = _signup(client, UNIQUE)
+
+    assert response.status_code == 201, response.get_json()
+    assert len(breach_check.requests) == 1
+
+
+def test_unbreached_password_signs_up_and_signs_in_with_the_check_on(
+        client, breach_check) -> None:
+    assert _signup(client, UNIQUE).status_code == 201
+    signin = client.post("/api/v1/signin", json={"email": "ada@example.com",
+                                                 "password": UNIQUE})
+    assert signin.status_code == 200
+    assert len(breach_check.requests) == 1  # sign-in never asks
+
+
+def test_weak_password_is_refused_before_asking_the_range_api(client, breach_check) -> None:
+    response = _signup(client, "password1")
+
+    assert response.status_code == 422 and response.get_json()["code"] == "weak_password"
+    assert breach_check.requests == []
+
+
+def test_password_is_checked_in_its_nfkc_form(client, breach_check) -> None:
+    # "ﬁ" (a ligature) hashes and signs in as "fi": the breached "fi…" must be refused too.
+    breach_check.breach("fifty shades of grey", 1)
+
+    response = _signup(client, "\ufb01fty shades of grey")
+
+    assert response.status_code == 422 and response.get_json()["code"] == "breached_password"
+
+
+def test_breach_check_is_off_when_the_url_is_empty(client, fake_pwned) -> None:
+    # base_config sets PWNED_PASSWORDS_URL="": nothing leaves the test process.
+    assert _signup(client, BREACHED).status_code == 201
+    assert fake_pwned.requests == []
+
+
+def test_breached_password_is_refused_by_the_cli_too(app, runner, breach_check) -> None:
+    result = runner.invoke(args=["users", "create", "cli@example.com", "--password-stdin"],
+                           input=BREACHED + "\n")
+
+    assert result.exit_code != 0 and "data breach" in result.output
+    assert accounts.by_email("cli@example.com") is None
+
+
+def test_breached_password_is_refused_on_the_signup_page(app, breach_check) -> None:
+    from tests.conftest import IsolatedClient
+    from tests.web.conftest import csrf_from
+
+    services.configure(app, SESSION_COOKIE_SECURE=False)  # the test client speaks http
+    app.test_client_class = IsolatedClient
+    browser = app.test_client()
+    token = csrf_from(browser.get("/signup").get_data(as_text=True))
+    page = browser.post("/signup", data={"email": "web@example.com", "password": BREACHED,
+                                         "csrf_token": token})
+
+    assert page.status_code == 422
+    assert "appeared in a data breach" in page.get_data(as_text=True)
+    assert accounts.by_email("web@example.com") is None
+
+
+def test_unreachable_range_api_fails_open_by_default_and_is_logged(
+        app, client, closed_port, caplog) -> None:
+    services.configure(app, PWNED_PASSWORDS_URL=f"http://127.0.0.1:{closed_port}/range/")
+    caplog.set_level(logging.WARNING, logger="authserver.pwned")
+
+    response = _signup(client, BREACHED)
+
+    assert response.status_code == 201
+    [record] = [r for r in caplog.records if r.name == "authserver.pwned"]
+    assert record.levelno == logging.WARNING and "PWNED_PASSWORDS_FAIL=open" in record.message
+    assert BREACHED not in caplog.text and sha1_hex(BREACHED)[:5] not in caplog.text
+
+
+def test_unreachable_range_api_fails_closed_with_503_when_configured(
+        app, client, closed_port) -> None:
+    services.configure(app, PWNED_PASSWORDS_URL=f"http://127.0.0.1:{closed_port}/range/",
+                       PWNED_PASSWORDS_FAIL="closed")
+
+    response = _signup(client, UNIQUE)
+
+    assert response.status_code == 503
+    body = response.get_json()
+    assert body["code"] == "service_unavailable" and "breach" in body["detail"]
+    assert response.headers["Retry-After"]
+    assert accounts.by_email("ada@example.com") is None
+
+
+def test_slow_range_api_is_cut_off_by_the_timeout(app, client, breach_check) -> None:
+    services.configure(app, PWNED_PASSWORDS_FAIL="closed", PWNED_PASSWORDS_TIMEOUT=0.3)
+    breach_check.delay = 2.0
+
+    start = time.monotonic()
+    response = _signup(client, UNIQUE)
+
+    assert response.status_code == 503
+    assert time.monotonic() - start < 1.5
+
+
+@pytest.mark.parametrize("failure", [
+    {"status": 500},
+    {"status": 429},
+    {"body": b"<html><body>Sorry, you have been blocked</body></html>"},
+    {"body": b""},
+    {"body": b"\xff\xfe not ascii"},
+    {"body": b"0" * (2 * 1024 * 1024)},
+])
+def test_range_api_errors_and_foreign_answers_count_as_unreachable(
+        app, client, breach_check, failure) -> None:
+    services.configure(app, PWNED_PASSWORDS_FAIL="closed")
+    for name, value in failure.items():
+        setattr(breach_check, name, value)
+
+    response = _signup(client, BREACHED)
+
+    assert response.status_code == 503 and response.get_json()["code"] == "service_unavailable"
+
+
+def test_range_answer_parsing_matches_the_real_format() -> None:
+    digest = sha1_hex(BREACHED)
+    body = ("\r\n".join([f"{digest[5:]}:12", "0018A45C4D1DEF81644B54AB7F969B88D65:0",
+                         "00D4F6E8FA6EECAD2A3AA415EEC418D38EC:2"])).encode()
+    assert pwned._count(body, digest[5:]) == 12
+    assert pwned._count(body.replace(b":12", b":0"), digest[5:]) == 0  # padding
+    assert pwned._count(body.lower(), digest[5:]) == 12  # hex case doesn't matter
+    assert pwned._count(body, "F" * 35) == 0
+    with pytest.raises(pwned.PwnedUnavailable):
+        pwned._count(body + b"\r\nnot-a-line", digest[5:])
+
+
+def test_breach_check_settings_are_checked_at_start(tmp_path) -> None:
+    from authserver.config import ConfigError, load
+
+    def settings_from(environ: dict[str, str]):
+        return load({}, str(tmp_path), environ={"SECRET_KEY": "x" * 32, **environ})
+
+    assert settings_from({}).pwned_passwords_url == "https://api.pwnedpasswords.com/range/"
+    assert settings_from({}).pwned_passwords_fail == "open"
+    assert settings_from({}).pwned_passwords_timeout == 2.0
+    # An empty variable turns the check off (it does not fall back to the default).
+    assert settings_from({"PWNED_PASSWORDS_URL": ""}).pwned_passwords_url == ""
+    assert settings_from({"PWNED_PASSWORDS_URL": "https://mirror.example/range"}
+                         ).pwned_passwords_url == "https://mirror.example/range/"
+    for bad in ({"PWNED_PASSWORDS_URL": "http://mirror.example/range/"},
+                {"PWNED_PASSWORDS_URL": "ftp://mirror.example/"},
+                {"PWNED_PASSWORDS_URL": "https://mirror.example/range/?x=1"},
+                {"PWNED_PASSWORDS_FAIL": "maybe"},
+                {"PWNED_PASSWORDS_TIMEOUT": "0"}):
+        with pytest.raises(ConfigError, match=next(iter(bad))):
+            settings_from(bad)

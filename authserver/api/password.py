@@ -16,7 +16,8 @@ from authserver.transactions import committed
 @endpoint(summary="Create an account with e-mail and password", tag="auth",
           request=SignUp, response=TokenResponse, status=201,
           errors={403: [E.FORBIDDEN], 409: [E.EMAIL_TAKEN],
-                  422: [E.INVALID_EMAIL, E.WEAK_PASSWORD], 429: [E.RATE_LIMITED]})
+                  422: [E.INVALID_EMAIL, E.WEAK_PASSWORD, E.BREACHED_PASSWORD],
+                  429: [E.RATE_LIMITED], 503: [E.SERVICE_UNAVAILABLE]})
 def signup(body: SignUp) -> TokenResponse:
     return token_response(password.sign_up(body.email, body.password, body.name))
 

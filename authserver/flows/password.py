@@ -28,6 +28,8 @@ def sign_up(email: str, password: str, name: str | None = None, *,
         raise Problem(403, "forbidden", "Sign-up with a password is turned off on this server.")
     ratelimits.hit(ratelimits.SIGNUP_IP, client_ip())
     email = normalize_email(email)
+    # Also raises 422 breached_password (and 503 when the breach check is down and set to
+    # fail closed): the policy is one function, so every caller refuses the same passwords.
     reason = passwords.check_policy(password, email)
     if reason:
         raise Problem(422, "weak_password", reason, field="password")

@@ -14,6 +14,7 @@ import logging
 import smtplib
 import ssl
 from collections.abc import Mapping
+from email.headerregistry import Address
 from email.message import EmailMessage
 from email.utils import format_datetime, make_msgid, parseaddr
 from typing import Any, Protocol, runtime_checkable
@@ -82,7 +83,9 @@ class SmtpEmailSender:
     def build_message(self, to: str, subject: str, text: str, html: str | None) -> EmailMessage:
         msg = EmailMessage()
         msg["From"] = self.mail_from
-        msg["To"] = to
+        # Built from its parts, never parsed: a header parser would decode encoded-words and
+        # read display names or lists out of the text, and deliver somewhere else.
+        msg["To"] = recipient_address(to)
         msg["Subject"] = subject
         msg["Date"] = format_datetime(clock.now())
         msg["Message-ID"] = make_msgid(domain=self.msgid_domain)
@@ -100,7 +103,9 @@ class SmtpEmailSender:
                     smtp.starttls(context=ssl.create_default_context())
                 if self.username:
                     smtp.login(self.username, self.password)
-                smtp.send_message(msg)
+                # The envelope recipient is the validated address itself; left to
+                # send_message, it would be re-read from the To header.
+                smtp.send_message(msg, to_addrs=[to])
             finally:
                 _close(smtp)
         except smtplib.SMTPRecipientsRefused as exc:
@@ -133,6 +138,29 @@ class SmtpEmailSender:
                 context=ssl.create_default_context(),
             )
         return smtplib.SMTP(self.host, self.port, timeout=self.timeout)
+
+
+def recipient_address(to: str) -> Address:
+    """The header address for an already-validated `local@domain`, built from its two parts.
+
+    Defence in depth behind identifiers.normalize_email: anything a mail library would
+    decode or rewrite (encoded-words, header specials, control or space characters) is
+    refused here as RecipientRejected rather than sent to whatever it decodes to.
+    """
+    local, at, domain = to.rpartition("@")
+    if not at or not local or not domain or _unsafe(to):
+        raise RecipientRejected("not a plain e-mail address")
+    try:
+        return Address(username=local, domain=domain)
+    except ValueError:
+        raise RecipientRejected("not a plain e-mail address") from None
+
+
+def _unsafe(address: str) -> bool:
+    if "=?" in address:
+        return True
+    return any(char in '<>()[]\\,;:"' or not char.isprintable() or char.isspace()
+               for char in address)
 
 
 def _close(smtp: smtplib.SMTP) -> None:

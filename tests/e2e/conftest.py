@@ -75,6 +75,7 @@ def live_server(tmp_path: Path, mysql_url: str) -> Iterator[Callable[..., LiveSe
             "EMAIL_BACKEND": "file",
             "OUTBOX_DIR": str(tmp_path / "outbox"),
             "FLASK_APP": "authserver",
+            "PWNED_PASSWORDS_URL": "",  # offline; a test opts in with a loopback fake
         }
         env.update({key: str(value) for key, value in overrides.items()})
         subprocess.run([str(BIN / "flask"), "--app", "authserver", "db", "upgrade"],
