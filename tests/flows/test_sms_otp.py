@@ -448,8 +448,8 @@ def test_concurrent_first_sign_ins_of_one_number_create_one_user(app: Any) -> No
     # Racing requests can leave two live codes for a new number; both used at once must
     # still end in one account. The step after the code check is raced directly.
     def sign_in() -> Any:
-        user = accounts.verified_owner(phone=PHONE, create=True)
-        return tokens.issue(user, sms_otp.AMR).response()
+        owner = accounts.verified_owner(phone=PHONE, create=True)
+        return tokens.issue(owner.user, sms_otp.AMR).response()
 
     results = race(app, sign_in, 10)
 
