@@ -4,17 +4,24 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 PORT   ?= 5000
 
-.PHONY: run test setup lint migration bench clean
+.PHONY: run test setup lint lock migration bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 
-$(VENV)/.installed: requirements.txt requirements-dev.txt | $(BIN)/python
-	$(BIN)/pip install --quiet -r requirements-dev.txt
+# Installs exactly what requirements.lock pins (runtime and dev, transitive dependencies too).
+$(VENV)/.installed: requirements.lock | $(BIN)/python
+	$(BIN)/pip install --quiet -r requirements.lock
 	touch $@
 
 setup: $(VENV)/.installed
+
+## Re-pin requirements.lock after editing requirements*.txt (`make lock LOCK_FLAGS=--upgrade`
+## also moves the unpinned transitive dependencies to their newest releases).
+lock: setup
+	$(BIN)/pip-compile --quiet --strip-extras --no-emit-index-url --no-emit-find-links \
+		$(LOCK_FLAGS) --output-file=requirements.lock requirements-dev.txt
 
 ## Serve on http://localhost:$(PORT) with SQLite and console SMS/e-mail backends.
 run: setup
@@ -25,10 +32,12 @@ run: setup
 ## Run every test (SQLite and MySQL/MariaDB from TEST_DATABASE_URL, browser tests in Chromium).
 test: setup
 	$(BIN)/ruff check .
+	$(BIN)/mypy
 	$(BIN)/pytest -p no:cacheprovider
 
 lint: setup
 	$(BIN)/ruff check .
+	$(BIN)/mypy
 
 ## Regenerate the initial migration from the models (nothing has shipped yet to migrate from).
 migration: setup

@@ -14,7 +14,7 @@ import logging
 import os
 import secrets
 from collections.abc import Mapping
-from typing import Annotated, Any
+from typing import Annotated, Any, cast
 from urllib.parse import urlsplit
 
 from flask import current_app
@@ -229,7 +229,7 @@ EXTENSION_KEY = "authserver.settings"
 
 def settings() -> Settings:
     """The current app's settings: `settings().otp_ttl`."""
-    return current_app.extensions[EXTENSION_KEY]  # type: ignore[no-any-return]
+    return cast(Settings, current_app.extensions[EXTENSION_KEY])
 
 
 #: The settings' names as the environment spells them.

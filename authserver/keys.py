@@ -23,6 +23,7 @@ import jwt
 from cryptography.fernet import Fernet, InvalidToken
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
+from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes, PublicKeyTypes
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from sqlalchemy import select
 
@@ -109,6 +110,8 @@ class KeyRing:
                 f"signing key {row.kid} cannot be decrypted: SECRET_KEY changed since it was "
                 "made. Restore the old SECRET_KEY or run `flask --app authserver keys rotate`."
             ) from None
+        signing: bytes | PrivateKeyTypes
+        verifying: bytes | PublicKeyTypes
         if row.algorithm == "HS256":
             signing = verifying = material
         else:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from dataclasses import replace as _replace
-from typing import Any
+from typing import Any, cast
 
 from flask import Flask, current_app
 
@@ -69,7 +69,7 @@ def init_app(app: Flask, settings: Settings) -> None:
 
 def services(app: Flask | None = None) -> Services:
     """The services of `app` (default: the current app)."""
-    return (app or current_app).extensions[_KEY]  # type: ignore[no-any-return]
+    return cast(Services, (app or current_app).extensions[_KEY])
 
 
 def replace(app: Flask, **changes: Any) -> Services:

@@ -1,14 +1,29 @@
-"""Column types shared by the models: UTC timestamps and random string ids."""
+"""What the models share: their base class, UTC timestamps, table options and random ids."""
 
 from __future__ import annotations
 
 import uuid
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import DateTime
 from sqlalchemy.dialects import mysql
 from sqlalchemy.types import TypeDecorator
+
+from authserver.extensions import Base, db
+
+if TYPE_CHECKING:
+    from flask_sqlalchemy.model import Model as _FlaskModel
+
+    class Model(_FlaskModel, Base):
+        """`db.Model` as type checkers see it.
+
+        Flask-SQLAlchemy builds `db.Model` at run time from `Base`'s body and its own `Model`
+        mixins, so it is an attribute a checker cannot subclass; this class has the same parts.
+        """
+
+else:
+    Model = db.Model
 
 
 class UTCDateTime(TypeDecorator[datetime]):
@@ -43,7 +58,7 @@ class UTCDateTime(TypeDecorator[datetime]):
 #: a binary collation. A linguistic one (utf8mb4_unicode_ci) makes "é" equal "e" in unique
 #: indexes and WHERE clauses, so a mail to victim@exámple.com would find victim@example.com.
 #: Identifiers are normalised in Python (lower-cased e-mail, E.164 phone) and compared exactly.
-TABLE_OPTIONS = {
+TABLE_OPTIONS: dict[str, Any] = {
     "mysql_engine": "InnoDB",
     "mysql_charset": "utf8mb4",
     "mysql_collate": "utf8mb4_bin",

@@ -12,11 +12,10 @@ from datetime import datetime
 from sqlalchemy import String
 from sqlalchemy.orm import Mapped, mapped_column
 
-from authserver.extensions import db
-from authserver.models.base import TABLE_OPTIONS, UTCDateTime
+from authserver.models.base import TABLE_OPTIONS, Model, UTCDateTime
 
 
-class SendCooldown(db.Model):
+class SendCooldown(Model):
     __tablename__ = "send_cooldowns"
     __table_args__ = TABLE_OPTIONS
 

@@ -8,12 +8,11 @@ from sqlalchemy import ForeignKey, String
 from sqlalchemy.orm import Mapped, mapped_column
 
 from authserver import clock
-from authserver.extensions import db
-from authserver.models.base import TABLE_OPTIONS, UTCDateTime
+from authserver.models.base import TABLE_OPTIONS, Model, UTCDateTime
 from authserver.models.session import BigId
 
 
-class HandoffCode(db.Model):
+class HandoffCode(Model):
     __tablename__ = "handoff_codes"
     __table_args__ = TABLE_OPTIONS
 

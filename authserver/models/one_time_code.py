@@ -14,11 +14,10 @@ from sqlalchemy import ForeignKey, Index, Integer, String
 from sqlalchemy.orm import Mapped, mapped_column
 
 from authserver import clock
-from authserver.extensions import db
-from authserver.models.base import TABLE_OPTIONS, UTCDateTime, new_id
+from authserver.models.base import TABLE_OPTIONS, Model, UTCDateTime, new_id
 
 
-class OneTimeCode(db.Model):
+class OneTimeCode(Model):
     __tablename__ = "one_time_codes"
     __table_args__ = (
         # Every look-up is "the newest live codes of this subject for this purpose".

@@ -8,14 +8,13 @@ from sqlalchemy import BigInteger, ForeignKey, Index, Integer, String
 from sqlalchemy.orm import Mapped, mapped_column
 
 from authserver import clock
-from authserver.extensions import db
-from authserver.models.base import TABLE_OPTIONS, UTCDateTime, new_id
+from authserver.models.base import TABLE_OPTIONS, Model, UTCDateTime, new_id
 
 # SQLite only auto-increments INTEGER PRIMARY KEY; MySQL gets a BIGINT.
 BigId = BigInteger().with_variant(Integer(), "sqlite")
 
 
-class Session(db.Model):
+class Session(Model):
     __tablename__ = "sessions"
     __table_args__ = (
         Index("ix_sessions_user_id_revoked_at", "user_id", "revoked_at"),
@@ -42,7 +41,7 @@ class Session(db.Model):
         return self.revoked_at is None and self.expires_at > at
 
 
-class RefreshToken(db.Model):
+class RefreshToken(Model):
     __tablename__ = "refresh_tokens"
     __table_args__ = TABLE_OPTIONS
 

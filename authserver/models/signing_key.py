@@ -8,11 +8,10 @@ from sqlalchemy import String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from authserver import clock
-from authserver.extensions import db
-from authserver.models.base import TABLE_OPTIONS, UTCDateTime
+from authserver.models.base import TABLE_OPTIONS, Model, UTCDateTime
 
 
-class SigningKey(db.Model):
+class SigningKey(Model):
     __tablename__ = "signing_keys"
     __table_args__ = TABLE_OPTIONS
 

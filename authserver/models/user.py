@@ -10,7 +10,7 @@ from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from authserver import clock
 from authserver.extensions import db
-from authserver.models.base import TABLE_OPTIONS, UTCDateTime, new_id
+from authserver.models.base import TABLE_OPTIONS, Model, UTCDateTime, new_id
 
 user_roles = Table(
     "user_roles",
@@ -23,7 +23,7 @@ user_roles = Table(
 )
 
 
-class Role(db.Model):
+class Role(Model):
     __tablename__ = "roles"
     __table_args__ = TABLE_OPTIONS
 
@@ -31,7 +31,7 @@ class Role(db.Model):
     name: Mapped[str] = mapped_column(String(64), unique=True)
 
 
-class User(db.Model):
+class User(Model):
     __tablename__ = "users"
     __table_args__ = TABLE_OPTIONS
 

@@ -17,7 +17,7 @@ import json
 import logging
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from typing import Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from authserver.senders.base import (
     Outbox,
@@ -25,6 +25,11 @@ from authserver.senders.base import (
     SenderUnavailable,
     require,
 )
+
+if TYPE_CHECKING:
+    # Untyped (no stubs for twilio 9): to mypy these are Any, so `exc.status` and
+    # `exc.code` type-check. Imported at run time only where used (the SDK is slow to import).
+    from twilio.base.exceptions import TwilioRestException, TwilioServiceException
 
 log = logging.getLogger("authserver.sms")
 
@@ -173,7 +178,7 @@ def _twilio_errors(action: str) -> Iterator[None]:
         raise SenderUnavailable(f"SMS provider gave an unreadable answer to {action}") from None
 
 
-def _rest_error_types() -> tuple[type[Exception], ...]:
+def _rest_error_types() -> tuple[type[TwilioRestException], type[TwilioServiceException]]:
     """Twilio's two HTTP error shapes (classic JSON and RFC 9457); both carry status, code."""
     from twilio.base.exceptions import TwilioRestException, TwilioServiceException
 

@@ -17,7 +17,7 @@ from authserver.flows import magic_link
 from authserver.transactions import committed
 from authserver.web import bp
 from authserver.web import session as web_session
-from authserver.web.forms import EmailLinkForm
+from authserver.web.forms import EmailLinkForm, required
 from authserver.web.pages import Page, form_problem, render_form
 
 BINDING_COOKIE = "authserver_link_binding"
@@ -40,14 +40,15 @@ def email_request() -> Response | Page | str:
     pending = session.get(web_session.HANDOFF_KEY) or {}
     binding = link_binding() or codes.new_binding()
     try:
-        sent = magic_link.request_link(form.email.data,
+        sent = magic_link.request_link(required(form.email),
                                        redirect_to=pending.get("redirect_to"),
                                        code_challenge=pending.get("code_challenge"),
                                        state=pending.get("state"), binding=binding)
     except Problem as problem:
         return render_form("email_request.html", form, problem)
-    response = make_response(render_template("email_sent.html", email=form.email.data.strip(),
-                                             expires_minutes=max(1, sent["expires_in"] // 60)))
+    response = make_response(render_template(
+        "email_sent.html", email=required(form.email).strip(),
+        expires_minutes=max(1, sent["expires_in"] // 60)))
     config = settings()
     response.set_cookie(BINDING_COOKIE, binding, max_age=config.magic_link_ttl, httponly=True,
                         samesite="Lax", secure=config.public_base_url.startswith("https://"),

@@ -7,6 +7,12 @@ from wtforms import EmailField, HiddenField, PasswordField, StringField, TelFiel
 from wtforms.validators import InputRequired, Length
 
 
+def required(field: StringField) -> str:
+    """The text of an InputRequired field of a validated form (None only if it was not sent)."""
+    assert field.data is not None, f"{field.name} read before validation"
+    return field.data
+
+
 class PasswordLoginForm(FlaskForm):
     email = EmailField("E-mail", validators=[InputRequired(), Length(max=254)])
     password = PasswordField("Password", validators=[InputRequired(), Length(max=1024)])

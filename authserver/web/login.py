@@ -11,7 +11,13 @@ from authserver.redirects import check_redirect
 from authserver.transactions import committed
 from authserver.web import bp
 from authserver.web import session as web_session
-from authserver.web.forms import EmailLinkForm, PasswordLoginForm, PhoneForm, SignupForm
+from authserver.web.forms import (
+    EmailLinkForm,
+    PasswordLoginForm,
+    PhoneForm,
+    SignupForm,
+    required,
+)
 from authserver.web.pages import Page, form_problem, render_form
 
 
@@ -58,7 +64,7 @@ def login() -> Response | Page:
     if not form.validate_on_submit():
         return _login_page(form, form_problem(form))
     try:
-        issued = password.sign_in(form.email.data, form.password.data, client="web")
+        issued = password.sign_in(required(form.email), required(form.password), client="web")
     except Problem as problem:
         return _login_page(form, problem)
     return web_session.after_sign_in(issued)
@@ -73,8 +79,8 @@ def signup() -> Response | Page:
     if not form.validate_on_submit():
         return render_form("signup.html", form, form_problem(form))
     try:
-        issued = password.sign_up(form.email.data, form.password.data, form.name.data or None,
-                                  client="web")
+        issued = password.sign_up(required(form.email), required(form.password),
+                                  form.name.data or None, client="web")
     except Problem as problem:
         return render_form("signup.html", form, problem)
     return web_session.after_sign_in(issued)

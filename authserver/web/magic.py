@@ -19,7 +19,7 @@ from authserver.transactions import committed
 from authserver.web import bp
 from authserver.web import session as web_session
 from authserver.web.email import link_binding
-from authserver.web.forms import ConfirmForm, EmailLinkForm, LinkCodeForm
+from authserver.web.forms import ConfirmForm, EmailLinkForm, LinkCodeForm, required
 from authserver.web.pages import form_problem, render_form
 
 # The link no longer works (expired, used, revoked) or never did (forged, mangled).
@@ -85,7 +85,7 @@ def magic_sign_in() -> Response:
         if not form.validate_on_submit():
             return _code_page(form, form_problem(form))
         try:
-            return _signed_in(magic_link.consume_code("", form.code.data, token=token))
+            return _signed_in(magic_link.consume_code("", required(form.code), token=token))
         except Problem as problem:
             if problem.code not in {"invalid_link", "otp_attempts_exceeded", "rate_limited"}:
                 raise

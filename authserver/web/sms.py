@@ -10,7 +10,7 @@ from authserver.flows import sms_otp
 from authserver.transactions import committed
 from authserver.web import bp
 from authserver.web import session as web_session
-from authserver.web.forms import PhoneForm, SmsCodeForm
+from authserver.web.forms import PhoneForm, SmsCodeForm, required
 from authserver.web.pages import Page, form_problem, render_form
 
 PHONE_KEY = "sms_phone"
@@ -29,7 +29,7 @@ def sms_request() -> Response | Page:
     if not form.validate_on_submit():
         return render_form("sms_request.html", form, form_problem(form), pending=pending)
     try:
-        sent = sms_otp.request_code(form.phone.data)
+        sent = sms_otp.request_code(required(form.phone))
     except Problem as problem:
         return render_form("sms_request.html", form, problem, pending=pending)
     session[PHONE_KEY] = sent["phone"]
@@ -48,7 +48,7 @@ def sms_code() -> Response | Page:
     if not form.validate_on_submit():
         return render_form("sms_code.html", form, form_problem(form), phone=phone)
     try:
-        issued = sms_otp.verify_code(phone, form.code.data.strip(), client="web")
+        issued = sms_otp.verify_code(phone, required(form.code).strip(), client="web")
     except Problem as problem:
         if problem.field is None:
             problem.field = "code"
