@@ -324,7 +324,7 @@ def _newest(purpose: Purpose, subject: str, *conditions: Any, limit: int = 1) ->
     rows = db.session.execute(
         select(*_COLUMNS).where(*_of(purpose, subject), *conditions)
         .order_by(OneTimeCode.created_at.desc(), OneTimeCode.id.desc()).limit(limit)).all()
-    return [Challenge(*row) for row in rows]
+    return [Challenge._make(row) for row in rows]
 
 
 def link_use(challenge: Challenge, binding: str | None) -> LinkUse:
@@ -350,7 +350,7 @@ def peek(purpose: Purpose, challenge_id: str) -> Challenge | None:
     row = db.session.execute(select(*_COLUMNS).where(
         OneTimeCode.id == challenge_id, OneTimeCode.purpose == purpose.name,
         *_live(clock.now()))).first()
-    return Challenge(*row) if row is not None else None
+    return Challenge._make(row) if row is not None else None
 
 
 # -- using -----------------------------------------------------------------------------------
@@ -510,7 +510,7 @@ def redeem(challenge_id: str) -> Challenge | None:
     row = db.session.execute(select(*_COLUMNS).where(OneTimeCode.id == challenge_id)).first()
     if row is None:
         return None
-    challenge = Challenge(*row)
+    challenge = Challenge._make(row)
     purpose = PURPOSES.get(challenge.purpose)
     return challenge if purpose is not None and consume(purpose, challenge.id) else None
 
