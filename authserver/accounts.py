@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import logging
 import re
+from typing import NamedTuple
 
 from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
@@ -147,10 +148,24 @@ def search(email: str | None, limit: int = 50) -> list[User]:
     return list(db.session.scalars(query))
 
 
+class Owner(NamedTuple):
+    """Who just proved an address or phone, and whether that proof evicted a squatter."""
+
+    user: User
+    #: This was the identifier's first proof, and a password or sessions set up on the
+    #: account before it were removed (the person should be told).
+    evicted: bool
+
+
 def verified_owner(*, email: str | None = None, phone: str | None = None,
-                   create: bool) -> User | None:
+                   create: bool) -> Owner | None:
     """The account that owns an address or phone just proven by a code or link, marked
-    verified; created on its first sign-in when `create`, else None. 403 when disabled."""
+    verified; created on its first sign-in when `create`, else None. 403 when disabled.
+
+    Anyone can sign up with someone else's address (or add their phone) and a password of
+    their choosing, before the owner ever proves it. So the identifier's first proof evicts
+    everything set up before it: the password is removed and every open session revoked.
+    """
     user = find_or_create(email=email, phone=phone) if create else (
         by_email(email) if email else by_phone(phone))  # type: ignore[arg-type]
     if user is None:
@@ -159,12 +174,22 @@ def verified_owner(*, email: str | None = None, phone: str | None = None,
         log.info("proof of ownership for disabled user=%s", user.id)
         raise Problem(403, "account_disabled", "This account has been disabled.")
     column = User.email_verified_at if email else User.phone_verified_at
-    if getattr(user, column.key) is None:
-        # Committed on its own, before a session is opened: in one transaction with the
-        # session INSERT (whose foreign key share-locks the user row), two first sign-ins at
-        # once deadlock on MySQL upgrading that lock for this UPDATE.
-        db.session.execute(update(User).where(User.id == user.id, column.is_(None))
-                           .values({column.key: clock.now()})
-                           .execution_options(synchronize_session=False))
-        db.session.commit()
-    return user
+    if getattr(user, column.key) is not None:
+        return Owner(user, evicted=False)
+    had_password = user.password_hash is not None
+    # Committed on its own, before a session is opened: in one transaction with the session
+    # INSERT (whose foreign key share-locks the user row), two first sign-ins at once
+    # deadlock on MySQL upgrading that lock for this UPDATE. Only the proof that wins the
+    # UPDATE evicts, so a racing second proof can't revoke the first one's new session.
+    first = db.session.execute(
+        update(User).where(User.id == user.id, column.is_(None))
+        .values({column.key: clock.now(), User.password_hash.key: None})
+        .execution_options(synchronize_session=False)).rowcount == 1  # type: ignore[attr-defined]
+    db.session.commit()
+    if not first:
+        return Owner(user, evicted=False)
+    revoked = sessions.revoke_all(user.id, reason="ownership_proven")
+    if had_password or revoked:
+        log.warning("first proof of %s evicted a password=%s and %d session(s) user=%s",
+                    "e-mail" if email else "phone", had_password, revoked, user.id)
+    return Owner(user, evicted=had_password or revoked > 0)

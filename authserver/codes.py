@@ -33,7 +33,6 @@ import hashlib
 import hmac
 import logging
 import secrets
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -43,14 +42,13 @@ from urllib.parse import urlencode
 from itsdangerous import BadData, TimestampSigner, URLSafeTimedSerializer
 from sqlalchemy import delete, select, update
 
-from authserver import clock, cooldowns, ratelimits
+from authserver import accounts, clock, cooldowns, ratelimits
 from authserver.config import settings
 from authserver.errors import Problem, rate_limited, unavailable
 from authserver.extensions import client_ip, db
 from authserver.models import OneTimeCode
 from authserver.models.base import new_id
 from authserver.senders.base import RecipientRejected, SenderUnavailable
-from authserver.services import services
 
 log = logging.getLogger("authserver.codes")
 
@@ -100,6 +98,11 @@ class Purpose:
     key_label: str = ""
     link_salt: str = ""
     link_path: str = ""
+    #: The setting that lets a proof of an unknown subject create an account (sign-ins).
+    signup_setting: str = ""
+
+    def __post_init__(self) -> None:
+        PURPOSES[self.name] = self
 
     def setting(self, name: str) -> int:
         return int(getattr(settings(), getattr(self, name)))
@@ -108,10 +111,15 @@ class Purpose:
         return f"{self.channel.name}:{subject}"
 
 
+#: Every purpose by name, as stored in the rows (filled in as flows define theirs).
+PURPOSES: dict[str, Purpose] = {}
+
+
 class Challenge(NamedTuple):
     """A one-time code's row as read (no ORM identity to go stale between commits)."""
 
     id: str
+    purpose: str
     subject: str
     code_hash: str
     attempts: int
@@ -122,12 +130,15 @@ class Challenge(NamedTuple):
     redirect_to: str | None
     code_challenge: str | None
     user_id: str | None
+    state: str | None
+    binding_hash: str | None
 
 
-_COLUMNS = (OneTimeCode.id, OneTimeCode.subject, OneTimeCode.code_hash, OneTimeCode.attempts,
-            OneTimeCode.created_at, OneTimeCode.expires_at, OneTimeCode.consumed_at,
-            OneTimeCode.invalidated_at, OneTimeCode.redirect_to, OneTimeCode.code_challenge,
-            OneTimeCode.user_id)
+_COLUMNS = (OneTimeCode.id, OneTimeCode.purpose, OneTimeCode.subject, OneTimeCode.code_hash,
+            OneTimeCode.attempts, OneTimeCode.created_at, OneTimeCode.expires_at,
+            OneTimeCode.consumed_at, OneTimeCode.invalidated_at, OneTimeCode.redirect_to,
+            OneTimeCode.code_challenge,
+            OneTimeCode.user_id, OneTimeCode.state, OneTimeCode.binding_hash)
 
 
 class Outcome(enum.Enum):
@@ -135,6 +146,20 @@ class Outcome(enum.Enum):
     WRONG = "wrong"  # a counted wrong try (or one that lost the race to use the code)
     EXHAUSTED = "exhausted"  # wrong tries used the code up earlier: ask for a new one
     NONE = "none"  # no live code, a malformed code: nothing was counted
+
+
+class LinkUse(enum.Enum):
+    """What opening a mailed link may do, decided by where it is opened (MAGIC_LINK_BINDING).
+
+    A mail scanner opens links in a browser of its own and presses the buttons it finds, so
+    a link signs in only in the browser that asked for it; an app's link only hands over to
+    the app (which must prove itself with its PKCE verifier); anywhere else the person types
+    the code from the same mail.
+    """
+
+    HERE = "here"  # the button uses the link and signs this browser in
+    HANDOFF = "handoff"  # the button sends the browser to the app, using nothing
+    NEEDS_CODE = "needs_code"  # no button: the mail's code proves it here
 
 
 @dataclass(frozen=True)
@@ -155,6 +180,15 @@ def normalize_code(raw: Any) -> str | None:
     if len(code) != CODE_LENGTH or not code.isascii() or not code.isdigit():
         return None
     return code
+
+
+def binding_hash(binding: str) -> str:
+    return hashlib.sha256(binding.encode()).hexdigest()
+
+
+def new_binding() -> str:
+    """A random value for a browser's binding cookie (only its hash is stored)."""
+    return secrets.token_urlsafe(32)
 
 
 def code_hash(purpose: Purpose, challenge_id: str, code: str) -> str:
@@ -201,15 +235,16 @@ def link_challenge_id(purpose: Purpose, token: Any) -> str | None:
 
 
 # -- sending ---------------------------------------------------------------------------------
-def send(purpose: Purpose, subject: str, deliver: Callable[[str, str | None], None] | None, *,
+def send(purpose: Purpose, subject: str, deliver: Callable[[str, str | None], None], *,
          limits: Sequence[tuple[ratelimits.Limit, str]] = (), provider_code: bool = False,
          redirect_to: str | None = None, code_challenge: str | None = None,
-         user_id: str | None = None) -> str | None:
+         state: str | None = None, binding: str | None = None,
+         user_id: str | None = None) -> str:
     """Send `subject` a new code through `deliver(challenge_id, code)`; returns the row id.
 
-    `provider_code`: the provider makes and checks the code (`deliver` gets None). With
-    `deliver=None` nothing is sent, but the limits, the slot and the time taken are the same
-    as for a send, so an answer can't tell the two cases apart. Raises 429 rate_limited,
+    `provider_code`: the provider makes and checks the code (`deliver` gets None).
+    `binding`: the asking browser's cookie value; its link then signs in only there.
+    Raises 429 rate_limited,
     422 when the provider refuses the recipient, 503 when it fails (nothing stays usable).
     """
     # Checked now and counted only after a message really went out. Not atomic, but every
@@ -218,12 +253,6 @@ def send(purpose: Purpose, subject: str, deliver: Callable[[str, str | None], No
     for limit, key in limits:
         ratelimits.check(limit, key)
     reserved = _reserve_slot(purpose, subject)
-    timing = services().send_timing
-    if deliver is None:
-        timing.pad(purpose.channel.name)
-        _count(limits)
-        return None
-
     now = clock.now()
     code = None if provider_code else new_code()
     challenge_id = new_id()
@@ -232,11 +261,11 @@ def send(purpose: Purpose, subject: str, deliver: Callable[[str, str | None], No
     db.session.add(OneTimeCode(
         id=challenge_id, purpose=purpose.name, channel=purpose.channel.name, subject=subject,
         user_id=user_id, code_hash=code_hash(purpose, challenge_id, code) if code else "",
-        attempts=0, redirect_to=redirect_to, code_challenge=code_challenge, ip=client_ip(),
+        attempts=0, redirect_to=redirect_to, code_challenge=code_challenge, state=state,
+        binding_hash=binding_hash(binding) if binding else None, ip=client_ip(),
         created_at=now, expires_at=now + timedelta(seconds=purpose.setting("ttl"))))
     db.session.commit()  # before sending: the code must work the moment it lands
 
-    started = time.monotonic()
     try:
         deliver(challenge_id, code)
     except BaseException as exc:
@@ -256,7 +285,6 @@ def send(purpose: Purpose, subject: str, deliver: Callable[[str, str | None], No
         if isinstance(exc, SenderUnavailable):
             raise provider_unavailable(purpose) from None
         raise
-    timing.record(purpose.channel.name, time.monotonic() - started)
     _count(limits)
     log.info("%s sent id=%s ip=%s", purpose.name, challenge_id, client_ip())
     return challenge_id
@@ -296,7 +324,25 @@ def _newest(purpose: Purpose, subject: str, *conditions: Any, limit: int = 1) ->
     rows = db.session.execute(
         select(*_COLUMNS).where(*_of(purpose, subject), *conditions)
         .order_by(OneTimeCode.created_at.desc(), OneTimeCode.id.desc()).limit(limit)).all()
-    return [Challenge(*row) for row in rows]
+    return [Challenge._make(row) for row in rows]
+
+
+def link_use(challenge: Challenge, binding: str | None) -> LinkUse:
+    """What the browser holding `binding` (its cookie, or None) may do with this link."""
+    if not settings().magic_link_binding:
+        return LinkUse.HERE  # the weaker behaviour, for deployments that ask for it
+    if challenge.code_challenge:
+        return LinkUse.HANDOFF
+    if challenge.binding_hash and binding and hmac.compare_digest(
+            binding_hash(binding), challenge.binding_hash):
+        return LinkUse.HERE
+    return LinkUse.NEEDS_CODE
+
+
+def open_link(purpose: Purpose, token: Any) -> Challenge | None:
+    """The live row a mailed link's token names, or None; changes nothing (GET-safe)."""
+    challenge_id = link_challenge_id(purpose, token)
+    return peek(purpose, challenge_id) if challenge_id else None
 
 
 def peek(purpose: Purpose, challenge_id: str) -> Challenge | None:
@@ -304,12 +350,13 @@ def peek(purpose: Purpose, challenge_id: str) -> Challenge | None:
     row = db.session.execute(select(*_COLUMNS).where(
         OneTimeCode.id == challenge_id, OneTimeCode.purpose == purpose.name,
         *_live(clock.now()))).first()
-    return Challenge(*row) if row is not None else None
+    return Challenge._make(row) if row is not None else None
 
 
 # -- using -----------------------------------------------------------------------------------
 def verify(purpose: Purpose, subject: str, code: Any, *,
-           provider_check: Callable[[Challenge, str], bool] | None = None) -> Verdict:
+           provider_check: Callable[[Challenge, str], bool] | None = None,
+           only: str | None = None) -> Verdict:
     """Try `code` against the subject's live codes; MATCHED means this request used it.
 
     A stored code is compared first and a wrong guess then takes an attempt (the take is the
@@ -317,15 +364,26 @@ def verify(purpose: Purpose, subject: str, code: Any, *,
     tries). A code the provider holds (no hash here) takes its attempt first, since asking
     is the try; `provider_check` answers it, and if it raises SenderUnavailable the attempt
     is given back (an outage must not cost the person tries) and 503 is raised.
+
+    Each new code brings fresh tries, so wrong guesses are also capped per subject across
+    all its codes (CODE_GUESS_LIMIT, 429 rate_limited once reached). `only`: try just the
+    code of this row (a mailed link's page asking for that mail's code).
     """
     code = normalize_code(code)
     if code is None:
         return Verdict(Outcome.NONE)
+    guesses = (ratelimits.CODE_GUESSES, f"{purpose.channel.name}:{subject}")
+    ratelimits.check(*guesses)
     max_attempts = purpose.setting("max_attempts")
     now = clock.now()
-    candidates = _newest(purpose, subject, *_live(now),
+    conditions = [*_live(now), *([OneTimeCode.id == only] if only else [])]
+    candidates = _newest(purpose, subject, *conditions,
                          limit=1 if purpose.supersede_on_send else MAX_CANDIDATES)
     db.session.commit()  # ends the read: the UPDATEs below see what others committed
+    if not candidates:
+        # The same work as a comparison, so the answer's timing doesn't tell whether the
+        # subject has a live code at all.
+        hmac.compare_digest(code_hash(purpose, "-", code), "0" * 64)
     counted = False
     for challenge in (c for c in candidates if c.attempts < max_attempts):
         reserved = False
@@ -358,6 +416,7 @@ def verify(purpose: Purpose, subject: str, code: Any, *,
         if purpose.lock_kills:
             _kill_if_used_up(challenge.id, max_attempts)
     if counted:
+        ratelimits.count(*guesses)
         return Verdict(Outcome.WRONG, candidates[0])
     newest = _newest(purpose, subject)
     db.session.commit()
@@ -423,6 +482,37 @@ def consume(purpose: Purpose, challenge_id: str, *, attempts_below: int | None =
     ).rowcount == 1  # type: ignore[attr-defined]
     db.session.commit()
     return won
+
+
+class Proof(NamedTuple):
+    """A used sign-in code or link: whose it was, and the row (redirect_to, state, …)."""
+
+    owner: accounts.Owner
+    challenge: Challenge
+
+
+def sign_in_owner(challenge: Challenge) -> Proof | None:
+    """After a sign-in code or link was used: its owner (found, or created when the purpose's
+    sign-up setting allows; None otherwise), marked verified; the subject's other codes die."""
+    purpose = PURPOSES[challenge.purpose]
+    create = bool(getattr(settings(), purpose.signup_setting)) if purpose.signup_setting \
+        else False
+    owner = accounts.verified_owner(**{purpose.channel.field: challenge.subject},
+                                    create=create)
+    if owner is None:
+        return None
+    supersede(purpose, challenge.subject, keep=challenge.id)
+    return Proof(owner, challenge)
+
+
+def redeem(challenge_id: str) -> Challenge | None:
+    """Use the live row `challenge_id` (any purpose) once: the row if this call used it."""
+    row = db.session.execute(select(*_COLUMNS).where(OneTimeCode.id == challenge_id)).first()
+    if row is None:
+        return None
+    challenge = Challenge._make(row)
+    purpose = PURPOSES.get(challenge.purpose)
+    return challenge if purpose is not None and consume(purpose, challenge.id) else None
 
 
 def supersede(purpose: Purpose, subject: str, *, keep: str | None = None) -> None:

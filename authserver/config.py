@@ -133,6 +133,12 @@ class Settings(BaseModel):
                                                description="link requests per client IP per hour")
     magic_link_verify_limit_per_ip: Rate = Field(
         "30/minute", description="link/code sign-in attempts per client IP (API and /auth/magic)")
+    magic_link_binding: bool = Field(
+        True, description="a mailed link signs in only in the browser that asked for it (or "
+                          "hands over to the app's PKCE); off: any browser's button signs in "
+                          "(weaker: mail scanners that press buttons sign in too)")
+    code_guess_limit: Rate = Field(
+        "10/hour;20/day", description="wrong codes per phone or address, across its codes")
     smtp_host: str = "localhost"
     smtp_port: int = 25
     smtp_username: str = ""

@@ -57,12 +57,16 @@ SMS_GLOBAL = Limit("otp-global", ("otp_limit_global_hour",), TOO_MANY_CODES)
 SMS_VERIFY_IP = Limit("otp-verify-ip", ("token_limit_per_ip",))
 MAIL_IP = Limit("magic-link-ip", ("magic_link_limit_per_ip_hour",), TOO_MANY_MAILS)
 MAIL_ADDRESS = Limit("magic-link-email", ("magic_link_limit_per_email_hour",), TOO_MANY_MAILS)
+#: Wrong codes per phone or address across all its codes (each new code brings fresh tries).
+CODE_GUESSES = Limit("code-guesses", ("code_guess_limit",),
+                     "Too many wrong codes for this phone number or address. Wait, or sign in "
+                     "another way.")
 #: Route limits (per client IP, counted by Flask-Limiter on every request to the view).
 LINK_VERIFY_IP = Limit("link-verify", ("magic_link_verify_limit_per_ip",))
 TOKEN_IP = Limit("token", ("token_limit_per_ip",))
 
 LIMITS = (SIGNIN_IP, SIGNIN_ACCOUNT, SIGNUP_IP, SMS_PHONE, SMS_IP, SMS_COUNTRY, SMS_GLOBAL,
-          SMS_VERIFY_IP, MAIL_IP, MAIL_ADDRESS, LINK_VERIFY_IP, TOKEN_IP)
+          SMS_VERIFY_IP, MAIL_IP, MAIL_ADDRESS, CODE_GUESSES, LINK_VERIFY_IP, TOKEN_IP)
 
 
 # -- applying them ---------------------------------------------------------------------------

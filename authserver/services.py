@@ -9,7 +9,7 @@ both public, instead of reaching into private names.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from dataclasses import replace as _replace
 from typing import Any, cast
 
@@ -18,7 +18,6 @@ from flask import Flask, current_app
 from authserver import phones
 from authserver.config import EXTENSION_KEY, ConfigError, Settings, load, settings
 from authserver.keys import KeyRing
-from authserver.senders.base import SendTiming
 from authserver.senders.email import EmailSender, build_email_sender
 from authserver.senders.sms import SmsSender, build_sms_sender
 
@@ -35,8 +34,6 @@ class Services:
     keyring: KeyRing
     #: SMS_TEST_NUMBERS keyed by E.164, so any notation of a test number finds its code.
     test_numbers: dict[str, str]
-    #: How long sends take, to pad the answers that send nothing (see codes.send).
-    send_timing: SendTiming = field(default_factory=SendTiming)
 
 
 def _test_numbers(settings: Settings) -> dict[str, str]:

@@ -108,7 +108,7 @@ def test_one_time_codes_migration_keeps_mailed_links_working(tmp_path, mysql_url
             with app.test_request_context():
                 token = codes.link_token(magic_link.PURPOSE, "link-1")
                 assert magic_link.peek_link(token) is not None
-                assert magic_link.consume_code("ada@example.com", "123456").user.email \
+                assert magic_link.consume_code("ada@example.com", "123456").owner.user.email \
                     == "ada@example.com"
             db.session.remove()
             downgrade(revision="0001")

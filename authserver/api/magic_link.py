@@ -23,7 +23,7 @@ from authserver.transactions import committed
                   429: [E.RATE_LIMITED], 503: [E.SERVICE_UNAVAILABLE]})
 def request_link(body: LinkRequest) -> dict[str, Any]:
     return magic_link.request_link(body.email, body.redirect_to, body.code_challenge,
-                                   body.code_challenge_method)
+                                   body.code_challenge_method, state=body.state)
 
 
 @bp.post("/magic-link/verify")
@@ -35,7 +35,7 @@ def request_link(body: LinkRequest) -> dict[str, Any]:
                   429: [E.OTP_ATTEMPTS_EXCEEDED, E.RATE_LIMITED]})
 def verify(body: LinkVerify) -> TokenResponse:
     if body.token:
-        return token_response(magic_link.verify_link(body.token))
+        return token_response(magic_link.verify_link(body.token, body.code_verifier))
     if body.email and body.code:
         return token_response(magic_link.verify_code(body.email, body.code))
     raise Problem(400, E.INVALID_REQUEST, "Send either {token} or {email, code}.")

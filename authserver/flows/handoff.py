@@ -19,7 +19,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from sqlalchemy import select, update
 
-from authserver import clock, tokens
+from authserver import clock, codes, tokens
 from authserver.config import settings
 from authserver.errors import Problem
 from authserver.extensions import db
@@ -50,14 +50,53 @@ def check_challenge(code_challenge: str | None, method: str | None = None) -> st
     return code_challenge
 
 
+STATE_MAX_LENGTH = 512
+
+
+def check_state(state: str | None) -> str | None:
+    """An app's `state` (returned untouched on redirect_to): printable ASCII, bounded."""
+    if state is None or state == "":
+        return None
+    if len(state) > STATE_MAX_LENGTH or not state.isascii() or not state.isprintable():
+        raise Problem(422, "invalid_request", "state must be up to 512 printable ASCII "
+                                              "characters.", field="state")
+    return state
+
+
+def verifier_matches(code_challenge: str | None, code_verifier: str | None) -> bool:
+    """PKCE S256: the verifier hashes to the challenge. No challenge takes no verifier (and
+    a challenge needs one), so a code minted without PKCE can't be "upgraded" or
+    downgraded by what the caller sends."""
+    if not code_challenge:
+        return not code_verifier
+    if not code_verifier or not VERIFIER_RE.match(code_verifier):
+        return False
+    digest = hashlib.sha256(code_verifier.encode("ascii")).digest()
+    expected = base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
+    return hmac.compare_digest(expected, code_challenge)
+
+
+def create_link_code(challenge: codes.Challenge, amr: list[str]) -> str:
+    """A hand-off code standing for an app's mailed link, not yet used: the exchange uses the
+    link (and finds or creates its owner), so a mail scanner's press redeems nothing."""
+    return _store(None, amr, challenge.redirect_to or "", challenge.code_challenge,
+                  challenge_id=challenge.id)
+
+
 def create_code(user: User, amr: list[str], redirect_to: str,
                 code_challenge: str | None = None) -> str:
     """Store a one-time code for `user` and return it (only its hash is kept)."""
+    return _store(user.id, amr, redirect_to, code_challenge)
+
+
+def _store(user_id: str | None, amr: list[str], redirect_to: str, code_challenge: str | None,
+           challenge_id: str | None = None) -> str:
     code = secrets.token_urlsafe(32)
     now = clock.now()
     db.session.add(HandoffCode(
         code_hash=_hash(code),
-        user_id=user.id,
+        user_id=user_id,
+        challenge_id=challenge_id,
         amr=" ".join(amr),
         redirect_to=redirect_to,
         code_challenge=code_challenge,
@@ -70,10 +109,11 @@ def create_code(user: User, amr: list[str], redirect_to: str,
     return code
 
 
-def redirect_url(redirect_to: str, code: str) -> str:
-    """redirect_to with ?code=… added (keeping any query it already has)."""
+def redirect_url(redirect_to: str, code: str, state: str | None = None) -> str:
+    """redirect_to with ?code=… (and the app's state) added, keeping any query it has."""
     parts = urlsplit(redirect_to)
-    query = [*parse_qsl(parts.query, keep_blank_values=True), ("code", code)]
+    query = [*parse_qsl(parts.query, keep_blank_values=True), ("code", code),
+             *([("state", state)] if state else [])]
     return urlunsplit((parts.scheme, parts.netloc, parts.path, urlencode(query), parts.fragment))
 
 
@@ -102,15 +142,19 @@ def exchange(code: str, code_verifier: str | None = None) -> IssuedTokens:
     if not won:
         log.info("hand-off code refused: used or expired")
         raise _invalid_grant()
-    if row.code_challenge:
-        if not code_verifier or not VERIFIER_RE.match(code_verifier):
-            raise _invalid_grant()
-        digest = hashlib.sha256(code_verifier.encode("ascii")).digest()
-        expected = base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
-        if not hmac.compare_digest(expected, row.code_challenge):
-            log.info("hand-off code refused: PKCE verifier mismatch")
-            raise _invalid_grant()
-    user = db.session.get(User, row.user_id)
+    if not verifier_matches(row.code_challenge, code_verifier):
+        log.info("hand-off code refused: PKCE verifier mismatch")
+        raise _invalid_grant()
+    user = _link_owner(row.challenge_id) if row.challenge_id else \
+        db.session.get(User, row.user_id)
     if user is None:
         raise _invalid_grant()
     return tokens.issue(user, row.amr.split())
+
+
+def _link_owner(challenge_id: str) -> User | None:
+    """Use the mailed link a hand-off code stood for (the first good exchange of its codes
+    wins; the others find it used) and return its owner."""
+    challenge = codes.redeem(challenge_id)
+    proof = codes.sign_in_owner(challenge) if challenge is not None else None
+    return proof.owner.user if proof is not None else None

@@ -33,7 +33,8 @@ PURPOSE = codes.Purpose(
     "sign_in_sms", channel=codes.SMS, ttl="otp_ttl", max_attempts="otp_max_attempts",
     cooldown="otp_resend_cooldown",
     cooldown_detail="A code was just sent. Wait {wait} seconds before asking for another.",
-    supersede_on_send=True, lock_kills=True, key_label="authserver.sms-otp.code")
+    supersede_on_send=True, lock_kills=True, key_label="authserver.sms-otp.code",
+    signup_setting="phone_signup_enabled")
 
 
 def _lifetime(seconds: int) -> str:
@@ -113,7 +114,11 @@ def verify_code(phone: str, code: str, *, client: str = "api") -> tokens.IssuedT
     e164 = phones.parse_phone(phone)
     test_code = services().test_numbers.get(e164)
     if test_code is not None:
+        # A fixed code: the per-number cap on wrong guesses is all that stands before it.
+        guesses = (ratelimits.CODE_GUESSES, f"sms:{e164}")
+        ratelimits.check(*guesses)
         if not hmac.compare_digest(codes.normalize_code(code) or "", test_code):
+            ratelimits.count(*guesses)
             raise _invalid_otp()
     else:
         verdict = codes.verify(PURPOSE, e164, code, provider_check=_check_with_provider
@@ -128,8 +133,8 @@ def verify_code(phone: str, code: str, *, client: str = "api") -> tokens.IssuedT
                      phones.mask(e164))
             raise _invalid_otp()
     # Whether a number has an account stays secret: no account is a wrong code too.
-    user = accounts.verified_owner(phone=e164, create=settings().phone_signup_enabled)
-    if user is None:
+    owner = accounts.verified_owner(phone=e164, create=settings().phone_signup_enabled)
+    if owner is None:
         raise _invalid_otp()
-    log.info("otp sign-in user=%s phone=%s", user.id, phones.mask(e164))
-    return tokens.issue(user, AMR, client=client)
+    log.info("otp sign-in user=%s phone=%s", owner.user.id, phones.mask(e164))
+    return tokens.issue(owner.user, AMR, client=client)

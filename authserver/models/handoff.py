@@ -18,8 +18,13 @@ class HandoffCode(Model):
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
     code_hash: Mapped[str] = mapped_column(String(64), unique=True)
-    user_id: Mapped[str] = mapped_column(
+    # None when the code stands for a mailed link not yet used (an app's PKCE link): the
+    # exchange uses the link and finds or creates its owner then.
+    user_id: Mapped[str | None] = mapped_column(
         String(36), ForeignKey("users.id", ondelete="CASCADE"), index=True
+    )
+    challenge_id: Mapped[str | None] = mapped_column(
+        String(36), ForeignKey("one_time_codes.id", ondelete="CASCADE"), index=True
     )
     amr: Mapped[str] = mapped_column(String(64))
     redirect_to: Mapped[str] = mapped_column(String(2048))

@@ -37,6 +37,10 @@ class OneTimeCode(Model):
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     redirect_to: Mapped[str | None] = mapped_column(String(2048))
     code_challenge: Mapped[str | None] = mapped_column(String(128))  # PKCE S256 of an app
+    state: Mapped[str | None] = mapped_column(String(512))  # the app's, back on redirect_to
+    # SHA-256 of the binding cookie of the browser that asked: a mailed link signs in only
+    # there (elsewhere it asks for the mail's code).
+    binding_hash: Mapped[str | None] = mapped_column(String(64))
     ip: Mapped[str | None] = mapped_column(String(45))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=clock.now)
     expires_at: Mapped[datetime] = mapped_column(UTCDateTime())

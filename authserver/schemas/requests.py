@@ -43,12 +43,18 @@ class LinkRequest(RequestBody):
     code_challenge: Text | None = Field(
         None, description="PKCE challenge for the app hand-off (base64url SHA-256).")
     code_challenge_method: Text | None = Field(None, description="Only `S256`.")
+    state: Text | None = Field(
+        None, description="The app's value, returned untouched on redirect_to with the code "
+                          "(up to 512 printable ASCII characters).")
 
 
 class LinkVerify(RequestBody):
     """Either `token` (from the link) or `email` and `code` (from the same e-mail)."""
 
     token: Text | None = None
+    code_verifier: Text | None = Field(
+        None, description="With `token`: the PKCE verifier, required when the link was asked "
+                          "for with a code_challenge (and refused when it was not).")
     email: Text | None = None
     code: Text | None = None
 

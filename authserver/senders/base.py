@@ -111,24 +111,3 @@ class Outbox:
             cls._last_ns = ns
         return f"{ns:020d}-{channel}-{secrets.token_hex(4)}.json"
 
-
-class SendTiming:
-    """A running average of how long a send takes per channel, to pad answers that send
-    nothing (an unknown address) so their timing doesn't tell them apart."""
-
-    #: Bounded, so a slow mail server can't make unknown-address requests hang.
-    MAX_PAD = 2.0
-
-    def __init__(self) -> None:
-        self._seconds: dict[str, float] = {}
-        self._lock = threading.Lock()
-
-    def record(self, channel: str, seconds: float) -> None:
-        with self._lock:
-            last = self._seconds.get(channel, 0.0)
-            self._seconds[channel] = seconds if last == 0 else 0.8 * last + 0.2 * seconds
-
-    def pad(self, channel: str) -> None:
-        target = min(self._seconds.get(channel, 0.0), self.MAX_PAD)
-        if target > 0:
-            time.sleep(target * (0.9 + 0.2 * secrets.randbelow(1000) / 1000))

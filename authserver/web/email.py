@@ -1,10 +1,17 @@
-"""/login/email: e-mail me a sign-in link (and code)."""
+"""/login/email: e-mail me a sign-in link (and code).
+
+The asking browser gets a binding cookie (random, HttpOnly, SameSite=Lax, Secure on https,
+as long as a link lives; only its hash is stored with the link): the link then signs in
+only in this browser, and anywhere else asks for the mail's code (codes.LinkUse).
+"""
 
 from __future__ import annotations
 
-from flask import render_template, request, session
+from flask import make_response, render_template, request, session
 from werkzeug.wrappers import Response
 
+from authserver import codes
+from authserver.config import settings
 from authserver.errors import Problem
 from authserver.flows import magic_link
 from authserver.transactions import committed
@@ -12,6 +19,14 @@ from authserver.web import bp
 from authserver.web import session as web_session
 from authserver.web.forms import EmailLinkForm, required
 from authserver.web.pages import Page, form_problem, render_form
+
+BINDING_COOKIE = "authserver_link_binding"
+
+
+def link_binding() -> str | None:
+    """This browser's binding cookie, if it has one."""
+    value = request.cookies.get(BINDING_COOKIE)
+    return value if value and len(value) <= 64 else None
 
 
 @bp.route("/login/email", methods=["GET", "POST"])
@@ -23,11 +38,19 @@ def email_request() -> Response | Page | str:
     if not form.validate_on_submit():
         return render_form("email_request.html", form, form_problem(form))
     pending = session.get(web_session.HANDOFF_KEY) or {}
+    binding = link_binding() or codes.new_binding()
     try:
         sent = magic_link.request_link(required(form.email),
                                        redirect_to=pending.get("redirect_to"),
-                                       code_challenge=pending.get("code_challenge"))
+                                       code_challenge=pending.get("code_challenge"),
+                                       state=pending.get("state"), binding=binding)
     except Problem as problem:
         return render_form("email_request.html", form, problem)
-    return render_template("email_sent.html", email=required(form.email).strip(),
-                           expires_minutes=max(1, sent["expires_in"] // 60))
+    response = make_response(render_template(
+        "email_sent.html", email=required(form.email).strip(),
+        expires_minutes=max(1, sent["expires_in"] // 60)))
+    config = settings()
+    response.set_cookie(BINDING_COOKIE, binding, max_age=config.magic_link_ttl, httponly=True,
+                        samesite="Lax", secure=config.public_base_url.startswith("https://"),
+                        path="/")
+    return response

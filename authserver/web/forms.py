@@ -40,3 +40,11 @@ class ConfirmForm(FlaskForm):
     """A bare form for buttons (sign out, sign out everywhere, confirm a link)."""
 
     token = HiddenField()
+
+
+class LinkCodeForm(FlaskForm):
+    """A mailed link opened in another browser: the code from the same mail proves it."""
+
+    token = HiddenField()
+    code = StringField("6-digit code from the e-mail", validators=[InputRequired(),
+                                                                   Length(max=12)])

@@ -1,34 +1,40 @@
-"""/auth/magic: the page a mailed link opens, and the button that signs in with it.
+"""/auth/magic: the page a mailed link opens.
 
-The GET only shows a "Sign in" button and changes nothing, so a mail scanner that fetches
-every link (Outlook Safe Links, corporate gateways) can't burn it. The CSRF-protected POST
-consumes the link once, opens the web session and goes on to `redirect_to` (with a one-time
-hand-off code) or /account.
+The GET changes nothing. What the page offers depends on where it is opened (codes.LinkUse):
+in the browser that asked for the link, a "Sign in" button that uses it; for an app's link
+(PKCE), a button that hands over to the app without using it; anywhere else, a box for the
+6-digit code from the same mail. So a mail scanner that opens the link in a browser of its
+own and presses what it finds neither signs in nor burns the link.
 """
 
 from __future__ import annotations
 
-from flask import make_response, render_template, request
+from flask import flash, make_response, redirect, render_template, request
 from werkzeug.wrappers import Response
 
-from authserver import ratelimits, tokens
+from authserver import codes, ratelimits, tokens
 from authserver.errors import Problem
 from authserver.flows import magic_link
 from authserver.transactions import committed
 from authserver.web import bp
 from authserver.web import session as web_session
-from authserver.web.forms import ConfirmForm, EmailLinkForm
+from authserver.web.email import link_binding
+from authserver.web.forms import ConfirmForm, EmailLinkForm, LinkCodeForm, required
+from authserver.web.pages import form_problem, render_form
 
 # The link no longer works (expired, used, revoked) or never did (forged, mangled).
 INVALID_STATUS = 410
+EVICTED = ("Welcome. This was the first time this address was proven, so a password and any "
+           "sign-ins set up on the account before now were removed. Set a new password if "
+           "you want one.")
 
 
-
-def _page(html: str, status: int = 200) -> Response:
+def _page(html: str, status: int = 200, headers: dict[str, str] | None = None) -> Response:
     response = make_response(html, status)
     # The token is in this page's URL: never hand it to another site in a Referer.
     response.headers["Referrer-Policy"] = "no-referrer"
     response.headers["Cache-Control"] = "no-store"
+    response.headers.update(headers or {})
     return response
 
 
@@ -37,15 +43,35 @@ def _invalid() -> Response:
                  INVALID_STATUS)
 
 
+def _code_page(form: LinkCodeForm, problem: Problem | None = None) -> Response:
+    html, status, headers = render_form("magic_code.html", form, problem)
+    return _page(html, status, headers)
+
+
+def _signed_in(proof: codes.Proof) -> Response:
+    issued = tokens.issue(proof.owner.user, magic_link.AMR, client="web")
+    challenge = proof.challenge
+    response = web_session.after_sign_in(issued, redirect_to=challenge.redirect_to,
+                                         code_challenge=challenge.code_challenge,
+                                         state=challenge.state)
+    if proof.owner.evicted:
+        flash(EVICTED)  # after the sign-in, which starts a fresh cookie session
+    return response
+
+
 @bp.get("/auth/magic")
 def magic_confirm() -> Response:
     token = request.args.get("token", "")
-    preview = magic_link.peek_link(token)
-    if preview is None:
+    opened = magic_link.peek_link(token, link_binding())
+    if opened is None:
         return _invalid()
+    challenge, use = opened
+    if use is codes.LinkUse.NEEDS_CODE:
+        return _code_page(LinkCodeForm(formdata=None, token=token))
     form = ConfirmForm(formdata=None, token=token)
-    return _page(render_template("magic.html", form=form, email=preview.email,
-                                 expires_at=preview.expires_at))
+    return _page(render_template("magic.html", form=form, email=challenge.subject,
+                                 expires_at=challenge.expires_at,
+                                 handoff=use is codes.LinkUse.HANDOFF))
 
 
 @bp.post("/auth/magic")
@@ -53,13 +79,31 @@ def magic_confirm() -> Response:
 @committed
 def magic_sign_in() -> Response:
     # CSRFProtect has already refused a post without a valid token from our own page.
-    form = ConfirmForm()
+    token = request.form.get("token", "")
+    if "code" in request.form:
+        form = LinkCodeForm()
+        if not form.validate_on_submit():
+            return _code_page(form, form_problem(form))
+        try:
+            return _signed_in(magic_link.consume_code("", required(form.code), token=token))
+        except Problem as problem:
+            if problem.code not in {"invalid_link", "otp_attempts_exceeded", "rate_limited"}:
+                raise
+            problem.field = "code"
+            return _code_page(form, problem)
+    opened = magic_link.peek_link(token, link_binding())
+    if opened is None:
+        return _invalid()
+    use = opened[1]
+    if use is codes.LinkUse.HANDOFF:
+        return redirect(magic_link.hand_off(token), code=303)
+    if use is codes.LinkUse.NEEDS_CODE:
+        # Pressed without the asking browser's cookie: nothing is used.
+        return _code_page(LinkCodeForm(formdata=None, token=token))
     try:
-        signed_in = magic_link.consume_link(form.token.data or "")
+        proof = magic_link.consume_link(token, link_binding())
     except Problem as problem:
         if problem.code != "invalid_link":
             raise
         return _invalid()
-    issued = tokens.issue(signed_in.user, signed_in.amr, client="web")
-    return web_session.after_sign_in(issued, redirect_to=signed_in.redirect_to,
-                                     code_challenge=signed_in.code_challenge)
+    return _signed_in(proof)

@@ -46,13 +46,14 @@ def logout() -> None:
 
 
 def after_sign_in(issued: IssuedTokens, *, redirect_to: str | None = None,
-                  code_challenge: str | None = None) -> Response:
+                  code_challenge: str | None = None, state: str | None = None) -> Response:
     """Open the web session, then 303 to the app that asked (with a one-time code) or /account."""
     login(issued)
     pending = session.pop(HANDOFF_KEY, None) or {}
     target = redirect_to or pending.get("redirect_to")
     challenge = code_challenge if redirect_to else pending.get("code_challenge")
+    app_state = state if redirect_to else pending.get("state")
     if target:
         code = handoff.create_code(issued.user, list(issued.amr), target, challenge)
-        return redirect(handoff.redirect_url(target, code), code=303)
+        return redirect(handoff.redirect_url(target, code, app_state), code=303)
     return redirect(url_for("web.account"), code=303)

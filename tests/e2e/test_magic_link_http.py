@@ -40,6 +40,7 @@ def _consumed(database_url: str, token: str) -> bool:
 
 def test_link_and_code_sign_in_over_http(live_server, smtp):
     server = live_server(EMAIL_BACKEND="smtp", SMTP_HOST=smtp.host, SMTP_PORT=smtp.port,
+                         MAGIC_LINK_BINDING="false",
                          SMTP_TIMEOUT=5, MAIL_FROM="Auth <no-reply@auth.example.test>",
                          REDIRECT_ALLOWLIST=CALLBACK, MAGIC_LINK_RESEND_COOLDOWN=0)
     api = server.url + "/api/v1"

@@ -448,8 +448,8 @@ def test_concurrent_first_sign_ins_of_one_number_create_one_user(app: Any) -> No
     # Racing requests can leave two live codes for a new number; both used at once must
     # still end in one account. The step after the code check is raced directly.
     def sign_in() -> Any:
-        user = accounts.verified_owner(phone=PHONE, create=True)
-        return tokens.issue(user, sms_otp.AMR).response()
+        owner = accounts.verified_owner(phone=PHONE, create=True)
+        return tokens.issue(owner.user, sms_otp.AMR).response()
 
     results = race(app, sign_in, 10)
 
@@ -479,3 +479,27 @@ def test_twenty_concurrent_requests_for_one_phone_send_exactly_one_code(
         db.session.commit()  # a fresh snapshot (MySQL's REPEATABLE READ)
         assert len(_challenges()) == sent_before + 1
         clock.travel(31)
+
+
+# -- guessing across codes -------------------------------------------------------------------
+def test_wrong_guesses_are_capped_per_phone_across_codes(app: Any, clock: Any) -> None:
+    """Each new code brings 5 fresh tries; CODE_GUESS_LIMIT (10/hour) caps them all."""
+    answers = []
+    for _ in range(3):
+        code = _send(app)
+        for _ in range(5):
+            answers.append(_problem(sms_otp.verify_code, PHONE, wrong_code(code)).code)
+        clock.travel(31)
+    assert answers[:10].count("invalid_otp") == 10
+    assert set(answers[10:]) == {"rate_limited"}
+    # Even the right code waits now: the phone must wait or sign in another way.
+    code = _send(app)
+    limited = _problem(sms_otp.verify_code, PHONE, code)
+    assert (limited.status, limited.code) == (429, "rate_limited")
+    assert "Retry-After" in limited.headers
+
+
+def test_test_numbers_are_capped_too(app: Any) -> None:
+    answers = [_problem(sms_otp.verify_code, "+15550001111", "654321").code for _ in range(11)]
+    assert answers[:10] == ["invalid_otp"] * 10 and answers[10] == "rate_limited"
+    assert _problem(sms_otp.verify_code, "+15550001111", "123456").code == "rate_limited"

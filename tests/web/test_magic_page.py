@@ -22,6 +22,13 @@ HIDDEN_TOKEN_RE = re.compile(r'<input[^>]*name="token"[^>]*value="([^"]+)"')
 
 
 @pytest.fixture
+def config_overrides():
+    # Links asked for through the API and opened here, as with MAGIC_LINK_BINDING off: the
+    # page of today's weaker mode. tests/web/test_link_binding.py covers the default.
+    return {"SESSION_COOKIE_SECURE": False, "MAGIC_LINK_BINDING": False}
+
+
+@pytest.fixture
 def mail(app, client):
     def _mail(email: str = EMAIL, **fields) -> str:
         response = client.post("/api/v1/magic-link/request", json={"email": email, **fields})
