@@ -24,13 +24,12 @@ ALLOWLIST = [
     "https://APP.Example.COM/done",
     "https://app.example.com:443/done",
     "https://shop.example.com/callback",
-    "https://shop.example.com/callback?state=abc",
+    "https://shop.example.com/callback?app=abc&next=%2Fhome",
     "https://shop.example.com/callback/sub",
     "http://localhost:3000/auth/",
     "http://localhost:3000/auth/done",
     "myapp://auth",
-    "myapp://auth/callback?state=1",
-    "MYAPP://auth",
+    "myapp://auth/callback?from=1",
     "com.example.app:/oauth",
     "com.example.app:/oauth/redirect",
 ])
@@ -125,3 +124,144 @@ def test_check_redirect_answers_422_invalid_redirect(app):
 ])
 def test_encoded_backslashes_and_controls_are_refused(url):
     assert not is_allowed(url, ALLOWLIST)
+
+
+# The red-team table: every one of these must be refused by the allow-list below, whatever a
+# browser, an app router or a mobile OS would make of it.
+HARDENING_ALLOWLIST = [
+    "https://app.example.test/callback",
+    "https://app.example.test:8443/port",
+    "myapp://auth",
+    "com.example.app:/oauth",
+    "https://bücher.example/cb",
+]
+
+
+@pytest.mark.parametrize("url", [
+    # dot segments, however spelled
+    "https://app.example.test/callback/../admin",
+    "https://app.example.test/callback/..",
+    "https://app.example.test/callback/%2e%2e/admin",
+    "https://app.example.test/callback/%2E%2e/admin",
+    "https://app.example.test/callback/.%2e/admin",
+    "https://app.example.test/callback/%2e./admin",
+    "https://app.example.test/callback/..;/admin",
+    "https://app.example.test/callback/.../admin",
+    "https://app.example.test/callback/./x",
+    "https://app.example.test/callback/%252e%252e/admin",  # double-encoded
+    "https://app.example.test/callback/%c0%ae%c0%ae/admin",  # overlong UTF-8 dots
+    # path parameters
+    "https://app.example.test/callback;jsessionid=1",
+    "https://app.example.test/callback/x;y",
+    "https://app.example.test/callback%3b/x",
+    # encoded slashes and backslashes, raw backslashes
+    "https://app.example.test/callback%2f..%2fadmin",
+    "https://app.example.test/callback%2F..",
+    "https://app.example.test/callback/%5c..%5cadmin",
+    "https://app.example.test/callback\\..\\admin",
+    "https://app.example.test\\@evil.test/callback",
+    "https://app.example.test/callback//evil.test",
+    # user info
+    "https://app.example.test@evil.test/callback",
+    "https://app.example.test:443@evil.test/callback",
+    "https://user:pw@app.example.test/callback",
+    "https://@app.example.test/callback",
+    "https://app.example.test%40evil.test/callback",
+    # fragments
+    "https://app.example.test/callback#",
+    "https://app.example.test/callback#frag",
+    "https://evil.test#@app.example.test/callback",
+    # control characters and whitespace, raw and encoded
+    "https://app.example.test/callback\x00",
+    "https://app.example.test/callback%00",
+    "https://app.example.test/callback%0d%0aLocation:%20https://evil.test",
+    "https://app.example.test/call back",
+    "https://app.example.test/callback%20",
+    "https://app.exa\tmple.test/callback",
+    "https://app.example.test/callback\u200b",
+    "https://app.example.test/callback\u202e",
+    "\u00a0https://app.example.test/callback",
+    # hosts that only look like the allowed one
+    "https://\u0430pp.example.test/callback",               # Cyrillic a
+    "https://xn--pp-6kc.example.test/callback",             # ...its IDNA form
+    "https://\uff41\uff50\uff50.example.test/callback",     # full-width app
+    "https://app.example.test\u3002evil.test/callback",     # ideographic full stop
+    "https://app.exam\u200bple.test/callback",              # zero-width space
+    "https://app%2eexample.test/callback",
+    "https://app.example.test./callback",
+    "https://app..example.test/callback",
+    "https://B\u00dccher.example/cb",                       # upper-case non-ASCII
+    "https://app.example.test.evil.test/callback",
+    "https://evil-app.example.test/callback",
+    # ports that differ
+    "https://app.example.test:444/callback",
+    "https://app.example.test:8443/callback",
+    "https://app.example.test/port",
+    "https://app.example.test:08443x/port",
+    "https://app.example.test:65536/callback",
+    "https://app.example.test:-443/callback",
+    # scheme tricks
+    "http://app.example.test/callback",
+    "HTTPS://app.example.test/callback",
+    "hTTps://app.example.test/callback",
+    "MYAPP://auth",
+    "myApp://auth",
+    "https:app.example.test/callback",
+    "https:/app.example.test/callback",
+    "https:///app.example.test/callback",
+    "//app.example.test/callback",
+    "///app.example.test/callback",
+    "\\\\app.example.test/callback",
+    "javascript:alert(document.domain)//https://app.example.test/callback",
+    "JavaScript:alert(1)",
+    "java\nscript:alert(1)",
+    "data:text/html;base64,PHNjcmlwdD5hbGVydCgxKTwvc2NyaXB0Pg==",
+    "vbscript:msgbox",
+    "intent://auth#Intent;scheme=myapp;end",
+    # custom schemes: same rules
+    "myapp://auth/../x",
+    "myapp://Auth",
+    "myapp://auth@evil",
+    "myapp:///auth",
+    "myapp:auth",
+    "com.example.app:/oauth/%2e%2e/x",
+    # a redirect_to may not bring its own code or state
+    "https://app.example.test/callback?code=attacker",
+    "https://app.example.test/callback?state=attacker",
+    "https://app.example.test/callback?x=1&STATE=attacker",
+    "https://app.example.test/callback?x=1;code=attacker",
+    "https://app.example.test/callback?%63ode=attacker",
+    "https://app.example.test/callback?code[]=attacker",
+    "myapp://auth?code=attacker",
+])
+def test_hostile_redirects_are_refused(url):
+    assert not is_allowed(url, HARDENING_ALLOWLIST)
+
+
+@pytest.mark.parametrize("url", [
+    "https://app.example.test/callback",
+    "https://app.example.test/callback/",
+    "https://app.example.test/callback/done?from=web&x=%2F",
+    "https://APP.example.TEST/callback",                    # host case is not a trick
+    "https://app.example.test:443/callback",                # the default port
+    "https://app.example.test:/callback",                   # an empty port is the default
+    "https://app.example.test:8443/port/x",
+    "myapp://auth",
+    "myapp://auth/done?x=1",
+    "com.example.app:/oauth",
+    "com.example.app:/oauth/redirect",
+    "https://bücher.example/cb",                            # an IDN host, as listed
+    "https://xn--bcher-kva.example/cb",                     # ...and its IDNA form
+    "https://app.example.test/callback/file.json",
+])
+def test_hardened_allow_list_still_allows(url):
+    assert is_allowed(url, HARDENING_ALLOWLIST)
+
+
+def test_check_redirect_refuses_a_redirect_carrying_code_or_state(app):
+    configure(app, REDIRECT_ALLOWLIST=["https://app.example.test/callback"])
+    for url in ("https://app.example.test/callback?code=x",
+                "https://app.example.test/callback?state=x"):
+        with pytest.raises(Problem) as caught:
+            check_redirect(url)
+        assert (caught.value.status, caught.value.code) == (422, "invalid_redirect")

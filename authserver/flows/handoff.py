@@ -3,7 +3,13 @@
 The browser never carries an access or refresh token in a URL. After a web sign-in that began
 with an allow-listed `redirect_to`, the app receives a one-time code (60 s, single use) and
 exchanges it server-to-server, proving with PKCE (S256) that it is the app that started the
-sign-in when it gave a `code_challenge`.
+sign-in when it gave a `code_challenge`. A code and its exchange must agree on PKCE: a
+verifier for a code minted without a challenge is refused as firmly as a missing verifier for
+one minted with it, so a code from a sign-in without PKCE can't pass for one with it.
+
+An app's `state` (OAuth-style, opaque to us) rides along from the start of its sign-in to
+`redirect_to?code=…&state=…`, so the app can tell the sign-in it started from one somebody
+pushed into it (login CSRF).
 """
 
 from __future__ import annotations
@@ -15,7 +21,7 @@ import logging
 import re
 import secrets
 from datetime import timedelta
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+from urllib.parse import quote, urlencode, urlsplit, urlunsplit
 
 from sqlalchemy import select, update
 
@@ -30,6 +36,9 @@ log = logging.getLogger("authserver.flows.handoff")
 
 CHALLENGE_RE = re.compile(r"^[A-Za-z0-9_-]{43,128}\Z")
 VERIFIER_RE = re.compile(r"^[A-Za-z0-9._~-]{43,128}\Z")
+MAX_STATE_LENGTH = 512
+# Printable ASCII (RFC 6749 VSCHAR plus space): nothing a URL, a log or a page could mangle.
+STATE_RE = re.compile(rf"^[\x20-\x7e]{{1,{MAX_STATE_LENGTH}}}\Z")
 
 
 def _hash(code: str) -> str:
@@ -50,17 +59,16 @@ def check_challenge(code_challenge: str | None, method: str | None = None) -> st
     return code_challenge
 
 
-STATE_MAX_LENGTH = 512
-
-
 def check_state(state: str | None) -> str | None:
-    """An app's `state` (returned untouched on redirect_to): printable ASCII, bounded."""
+    """An app's `state` given at sign-in start (None or "" for none), or 422 invalid_request."""
     if state is None or state == "":
         return None
-    if len(state) > STATE_MAX_LENGTH or not state.isascii() or not state.isprintable():
-        raise Problem(422, "invalid_request", "state must be up to 512 printable ASCII "
-                                              "characters.", field="state")
+    if not STATE_RE.match(state):
+        raise Problem(422, "invalid_request",
+                      f"state must be 1 to {MAX_STATE_LENGTH} printable ASCII characters.",
+                      field="state")
     return state
+
 
 
 def verifier_matches(code_challenge: str | None, code_verifier: str | None) -> bool:
@@ -68,7 +76,9 @@ def verifier_matches(code_challenge: str | None, code_verifier: str | None) -> b
     a challenge needs one), so a code minted without PKCE can't be "upgraded" or
     downgraded by what the caller sends."""
     if not code_challenge:
-        return not code_verifier
+        # A verifier now means the app believes it used PKCE, and the code it holds is not
+        # the one it started (a downgrade, or a swapped code).
+        return code_verifier is None
     if not code_verifier or not VERIFIER_RE.match(code_verifier):
         return False
     digest = hashlib.sha256(code_verifier.encode("ascii")).digest()
@@ -110,11 +120,15 @@ def _store(user_id: str | None, amr: list[str], redirect_to: str, code_challenge
 
 
 def redirect_url(redirect_to: str, code: str, state: str | None = None) -> str:
-    """redirect_to with ?code=… (and the app's state) added, keeping any query it has."""
+    """redirect_to with ?code=… (and &state=… when the app gave one) added.
+
+    The app's own query is kept byte for byte; check_redirect has refused any redirect_to
+    that already names `code` or `state`, so the app reads exactly ours.
+    """
     parts = urlsplit(redirect_to)
-    query = [*parse_qsl(parts.query, keep_blank_values=True), ("code", code),
-             *([("state", state)] if state else [])]
-    return urlunsplit((parts.scheme, parts.netloc, parts.path, urlencode(query), parts.fragment))
+    ours = [("code", code)] + ([("state", state)] if state is not None else [])
+    query = "&".join(filter(None, [parts.query, urlencode(ours, quote_via=quote, safe="")]))
+    return urlunsplit((parts.scheme, parts.netloc, parts.path, query, parts.fragment))
 
 
 def _invalid_grant() -> Problem:
@@ -123,7 +137,10 @@ def _invalid_grant() -> Problem:
 
 
 def exchange(code: str, code_verifier: str | None = None) -> IssuedTokens:
-    """Trade a hand-off code for the token response; the code dies whatever the outcome."""
+    """Trade a hand-off code for the token response; the code dies whatever the outcome.
+
+    PKCE must match the code: its challenge needs the right verifier, and a code minted
+    without one takes no verifier (401 invalid_grant, the code burnt, either way)."""
     row = db.session.scalar(select(HandoffCode).where(HandoffCode.code_hash == _hash(code)))
     now = clock.now()
     if row is None:
@@ -143,7 +160,7 @@ def exchange(code: str, code_verifier: str | None = None) -> IssuedTokens:
         log.info("hand-off code refused: used or expired")
         raise _invalid_grant()
     if not verifier_matches(row.code_challenge, code_verifier):
-        log.info("hand-off code refused: PKCE verifier mismatch")
+        log.info("hand-off code refused: PKCE verifier missing, unexpected or wrong")
         raise _invalid_grant()
     user = _link_owner(row.challenge_id) if row.challenge_id else \
         db.session.get(User, row.user_id)

@@ -44,17 +44,14 @@ class LinkRequest(RequestBody):
         None, description="PKCE challenge for the app hand-off (base64url SHA-256).")
     code_challenge_method: Text | None = Field(None, description="Only `S256`.")
     state: Text | None = Field(
-        None, description="The app's value, returned untouched on redirect_to with the code "
-                          "(up to 512 printable ASCII characters).")
+        None, description="The app's opaque value (1-512 printable ASCII characters), given "
+                          "back on `redirect_to` as `&state=…` next to the code.")
 
 
 class LinkVerify(RequestBody):
     """Either `token` (from the link) or `email` and `code` (from the same e-mail)."""
 
     token: Text | None = None
-    code_verifier: Text | None = Field(
-        None, description="With `token`: the PKCE verifier, required when the link was asked "
-                          "for with a code_challenge (and refused when it was not).")
     email: Text | None = None
     code: Text | None = None
 
@@ -65,8 +62,9 @@ class Refresh(RequestBody):
 
 class Exchange(RequestBody):
     code: RequiredText = Field(description="The one-time code put on `redirect_to`.")
-    code_verifier: Text | None = Field(None, description="The PKCE verifier, if a challenge "
-                                                         "was given.")
+    code_verifier: Text | None = Field(
+        None, description="The PKCE verifier: required when the sign-in gave a "
+                          "`code_challenge`, refused when it gave none.")
 
 
 class RoleGrant(RequestBody):

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from flask import redirect, request, session, url_for
+from flask import redirect, request, url_for
 from werkzeug.wrappers import Response
 
 from authserver.errors import Problem
@@ -20,22 +20,30 @@ from authserver.web.forms import (
 )
 from authserver.web.pages import Page, form_problem, render_form
 
+# Every sign-in page keeps a pending app hand-off only for the attempt it belongs to, and
+# carries that attempt on to the next page (see web/session.py).
+bp.before_request(web_session.bind_sign_in_page)
+bp.url_defaults(web_session.carry_attempt)
+
 
 def _remember_handoff() -> Problem | None:
-    """Keep ?redirect_to=&code_challenge= of an app's sign-in for after the sign-in."""
-    redirect_to = request.args.get("redirect_to")
-    if not redirect_to:
+    """Start an app's sign-in attempt from ?redirect_to=&code_challenge=&state=."""
+    if "redirect_to" not in request.args:
         return None
+    # A new attempt replaces the old one, even when it is refused below.
+    web_session.drop_handoff()
     try:
-        target = check_redirect(redirect_to)
+        target = check_redirect(request.args.get("redirect_to") or None)
         challenge = handoff.check_challenge(request.args.get("code_challenge"),
                                             request.args.get("code_challenge_method"))
+        state = handoff.check_state(request.args.get("state"))
     except Problem as problem:
         # The API's wording speaks to developers; a person only needs to know where to go.
         problem.detail = ("The app that sent you here is not allowed to receive sign-ins "
                           "from this server. Sign in here, or go back to the app.")
         return problem
-    session[web_session.HANDOFF_KEY] = {"redirect_to": target, "code_challenge": challenge}
+    if target is not None:
+        web_session.start_handoff(target, challenge, state)
     return None
 
 
@@ -56,8 +64,7 @@ def _login_page(form: PasswordLoginForm | None = None,
 def login() -> Response | Page:
     if request.method == "GET":
         problem = _remember_handoff()
-        if problem is None and web_session.current() and not session.get(
-                web_session.HANDOFF_KEY):
+        if problem is None and web_session.current() and not web_session.pending_handoff():
             return redirect(url_for("web.account"), code=303)
         return _login_page(problem=problem)
     form = PasswordLoginForm()

@@ -88,3 +88,51 @@ def test_concurrent_exchanges_have_one_winner(app, client, user, database_url):
     with ThreadPoolExecutor(max_workers=20) as pool:
         results = list(pool.map(exchange, range(20)))
     assert results.count(200) == 1 and results.count(401) == 19
+
+
+@pytest.mark.parametrize("verifier", ["v" * 50, "", "short"])
+def test_verifier_for_a_code_minted_without_challenge_is_refused(client, user, verifier):
+    """PKCE downgrade: a code from a sign-in without a challenge can't pass for a PKCE one."""
+    code = handoff.create_code(user, ["pwd"], REDIRECT)  # no code_challenge at sign-in start
+    response = client.post("/api/v1/token/exchange",
+                           json={"code": code, "code_verifier": verifier})
+    assert response.status_code == 401 and problem(response)["code"] == "invalid_grant"
+    # Burnt as any refused exchange: not even the plain exchange works afterwards.
+    again = client.post("/api/v1/token/exchange", json={"code": code})
+    assert again.status_code == 401 and problem(again)["code"] == "invalid_grant"
+
+
+def test_challenge_code_without_verifier_is_refused_and_burnt(client, user):
+    right, challenge = pkce_pair()
+    code = handoff.create_code(user, ["pwd"], REDIRECT, challenge)
+    for body in ({"code": code, "code_verifier": None}, {"code": code, "code_verifier": right}):
+        response = client.post("/api/v1/token/exchange", json=body)
+        assert response.status_code == 401 and problem(response)["code"] == "invalid_grant"
+
+
+@pytest.mark.parametrize("state", ["xyz", "a" * 512, " !\"#$%&'()*+,-./:;<=>?@[\\]^_`{|}~"])
+def test_state_is_accepted_and_put_on_the_redirect_verbatim(state):
+    from urllib.parse import parse_qs, urlsplit
+
+    assert handoff.check_state(state) == state
+    url = handoff.redirect_url("https://app.example.test/callback?app=1&x=%2F", "C0DE", state)
+    parts = urlsplit(url)
+    assert parts.path == "/callback" and parts.query.startswith("app=1&x=%2F&code=C0DE&state=")
+    assert parse_qs(parts.query)["state"] == [state]
+    assert parse_qs(parts.query)["code"] == ["C0DE"]
+
+
+def test_no_state_means_no_state_parameter():
+    assert handoff.check_state(None) is None and handoff.check_state("") is None
+    assert handoff.redirect_url("myapp://auth", "C0DE") == "myapp://auth?code=C0DE"
+
+
+@pytest.mark.parametrize("state", ["a" * 513, "caf\u00e9", "line\nbreak", "tab\t", "nul\x00",
+                                   "\u202eevil", "del\x7f"])
+def test_bad_state_is_refused(state):
+    from authserver.errors import Problem
+
+    with pytest.raises(Problem) as caught:
+        handoff.check_state(state)
+    assert (caught.value.status, caught.value.code, caught.value.field) == (
+        422, "invalid_request", "state")

@@ -115,11 +115,11 @@ def test_unknown_address_without_signup_takes_about_as_long_as_a_send(app, ask):
 
 
 def test_request_with_an_allow_listed_redirect_and_pkce_is_stored(ask):
-    response = ask(redirect_to="https://app.example.test/callback?state=1",
+    response = ask(redirect_to="https://app.example.test/callback?app=1",
                    code_challenge=CHALLENGE, code_challenge_method="S256")
     assert response.status_code == 202
     row = db.session.scalar(select(OneTimeCode))
-    assert row.redirect_to == "https://app.example.test/callback?state=1"
+    assert row.redirect_to == "https://app.example.test/callback?app=1"
     assert row.code_challenge == CHALLENGE
 
 

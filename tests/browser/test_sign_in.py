@@ -117,7 +117,8 @@ def test_handoff_to_a_client_app_with_pkce(live_server, tmp_path, page):
         _signup_api(server)
         page.goto(f"{server.url}/login?redirect_to={app.callback}"
                   f"&code_challenge={app.challenge}&code_challenge_method=S256")
-        page.locator("form[action='/login'] #email").fill("ada@example.com")
+        # This app sign-in's pages carry its attempt: the form posts to /login?handoff=….
+        page.locator("form[action^='/login?handoff='] #email").fill("ada@example.com")
         page.locator("#password").fill(PASSWORD)
         page.get_by_role("button", name="Sign in with password").click()
         page.wait_for_url(app.callback + "?code=*")

@@ -3,17 +3,27 @@
 from __future__ import annotations
 
 import re
+from html import unescape
 from typing import Any
 
 import pytest
 
 CSRF_RE = re.compile(r'name="csrf_token" type="hidden" value="([^"]+)"')
+# The password form's action: /login, plus ?handoff=<attempt> while an app's sign-in is on.
+LOGIN_ACTION_RE = re.compile(r'<form method="post" action="(/login(?:\?[^"]*)?)"')
 
 
 def csrf_from(html: str) -> str:
     match = CSRF_RE.search(html)
     assert match, "no CSRF token on the page"
     return match.group(1)
+
+
+def action_of(html: str, pattern: re.Pattern[str] = LOGIN_ACTION_RE) -> str:
+    """The URL a page's form posts to (as a browser would submit it)."""
+    match = pattern.search(html)
+    assert match, "no such form on the page"
+    return unescape(match.group(1))
 
 
 @pytest.fixture
@@ -27,10 +37,9 @@ def web_login(client: Any) -> Any:
     """Sign in through the password form; returns the final response."""
 
     def _login(email: str, password: str, query: str = "") -> Any:
-        page = client.get("/login" + query)
-        token = csrf_from(page.get_data(as_text=True))
-        return client.post("/login", data={"email": email, "password": password,
-                                           "csrf_token": token})
+        html = client.get("/login" + query).get_data(as_text=True)
+        return client.post(action_of(html), data={"email": email, "password": password,
+                                                  "csrf_token": csrf_from(html)})
 
     return _login
 

@@ -124,7 +124,7 @@ def test_post_goes_to_the_stored_redirect_with_a_one_time_code(client, mail):
     verifier = secrets.token_urlsafe(48)
     challenge = base64.urlsafe_b64encode(
         hashlib.sha256(verifier.encode()).digest()).rstrip(b"=").decode()
-    token = mail(redirect_to="https://app.example.test/callback?state=xyz",
+    token = mail(redirect_to="https://app.example.test/callback?app=xyz",
                  code_challenge=challenge, code_challenge_method="S256")
     response = _confirm(client, token)
     assert response.status_code == 303
@@ -132,7 +132,7 @@ def test_post_goes_to_the_stored_redirect_with_a_one_time_code(client, mail):
     assert (location.scheme, location.netloc, location.path) == (
         "https", "app.example.test", "/callback")
     query = parse_qs(location.query)
-    assert query["state"] == ["xyz"]
+    assert query["app"] == ["xyz"]  # its own query is kept
     assert "eyJ" not in response.headers["Location"]  # never a JWT in a URL
     [code] = query["code"]
 
