@@ -52,6 +52,9 @@ class LinkVerify(RequestBody):
     """Either `token` (from the link) or `email` and `code` (from the same e-mail)."""
 
     token: Text | None = None
+    code_verifier: Text | None = Field(
+        None, description="With `token`: the PKCE verifier, required when the link was asked "
+                          "for with a code_challenge (and refused when it was not).")
     email: Text | None = None
     code: Text | None = None
 
