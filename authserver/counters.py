@@ -150,5 +150,5 @@ def end_run(key: str, *, started_by: datetime | None = None) -> None:
 
 def prune(before: datetime) -> int:
     """Delete windows and runs that started before `before`; returns how many."""
-    deleted = db.session.execute(delete(Counter).where(Counter.started_at < before)).rowcount
-    return int(deleted)  # type: ignore[arg-type]
+    result = db.session.execute(delete(Counter).where(Counter.started_at < before))
+    return int(result.rowcount)  # type: ignore[attr-defined]
