@@ -61,6 +61,12 @@ def _rate(value: str) -> str:
     return value
 
 
+#: Satellite and international networks (Inmarsat +870, GMSS +881, international networks
+#: +882/+883) and the international premium rate service +979: costly to text, rarely a
+#: person's phone, the usual ranges of SMS pumping.
+DEFAULT_SMS_DENIED_PREFIXES = ("+870", "+881", "+882", "+883", "+979")
+
+
 #: A comma-separated list in the environment, a list in overrides.
 CommaList = Annotated[list[str], BeforeValidator(_split)]
 #: "+15550001111=123456,…" in the environment, a dict in overrides.
@@ -102,6 +108,9 @@ class Settings(BaseModel):
     sms_backend: str = Field("console", description="console | file | twilio | twilio_verify")
     sms_allowed_countries: CommaList = Field(
         default_factory=list, description="ISO country codes allowed for SMS; empty: all")
+    sms_denied_prefixes: CommaList = Field(
+        default_factory=lambda: list(DEFAULT_SMS_DENIED_PREFIXES),
+        description="E.164 prefixes never texted (satellite, international premium); empty: none")
     sms_test_numbers: TestNumbers = Field(
         default_factory=dict, description="+NUMBER=CODE pairs: fixed codes, nothing sent")
     phone_default_region: str = Field("US", description="region for numbers written without +")
@@ -154,6 +163,12 @@ class Settings(BaseModel):
     signin_limit_per_ip: Rate = Field("30/minute", description="password sign-ins per client IP")
     signin_limit_per_account: Rate = Field("10/minute;50/hour",
                                            description="sign-ins per e-mail address")
+    signin_limit_per_device: Rate = Field(
+        "10/minute;50/hour", description="sign-ins per signed-in-before device (device token)")
+    signin_max_consecutive_failures: int = Field(
+        100, description="wrong passwords in a row before password sign-in locks; 0: never")
+    signin_device_ttl: int = Field(365 * 24 * 3600,
+                                   description="device token (cookie) lifetime, seconds")
     signup_limit_per_ip: Rate = Field("10/hour", description="sign-ups per client IP")
     token_limit_per_ip: Rate = Field("120/minute",
                                      description="refresh/exchange/verify calls per client IP")
@@ -231,6 +246,28 @@ class Settings(BaseModel):
     @field_validator("access_token_ttl", "refresh_token_ttl", "otp_ttl", "magic_link_ttl")
     @classmethod
     def _positive(cls, value: int) -> int:
+        if value <= 0:
+            raise ValueError("must be positive")
+        return value
+
+    @field_validator("sms_denied_prefixes")
+    @classmethod
+    def _phone_prefixes(cls, value: list[str]) -> list[str]:
+        for entry in value:
+            if not (entry.startswith("+") and entry[1:].isdigit() and len(entry) <= 8):
+                raise ValueError(f"{entry!r} is not an E.164 prefix like +881")
+        return value
+
+    @field_validator("signin_max_consecutive_failures")
+    @classmethod
+    def _not_negative(cls, value: int) -> int:
+        if value < 0:
+            raise ValueError("must not be negative")
+        return value
+
+    @field_validator("signin_device_ttl")
+    @classmethod
+    def _device_ttl(cls, value: int) -> int:
         if value <= 0:
             raise ValueError("must be positive")
         return value

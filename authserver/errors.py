@@ -54,6 +54,7 @@ class ErrorCode(StrEnum):
     EMAIL_TAKEN = "email_taken", "E-mail already registered"
     INVALID_CREDENTIALS = "invalid_credentials", "Invalid credentials"
     ACCOUNT_DISABLED = "account_disabled", "Account disabled"
+    PASSWORD_SIGNIN_LOCKED = "password_signin_locked", "Password sign-in locked"
     INVALID_OTP = "invalid_otp", "Invalid code"
     OTP_ATTEMPTS_EXCEEDED = "otp_attempts_exceeded", "Too many attempts"
     INVALID_LINK = "invalid_link", "Invalid or expired link"

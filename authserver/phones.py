@@ -3,9 +3,11 @@
 `parse_phone` only normalises (any common notation -> E.164); it is what look-ups use, so a
 code requested as "(650) 253-0000" is found again when verified as "+1 650 253 0000".
 `sms_phone` also refuses what must never be texted: numbers that are invalid, fixed-line only
-or premium/shared-cost (the usual targets of SMS pumping), and countries outside
+or premium/shared-cost/personal (the usual targets of SMS pumping), numbers under
+SMS_DENIED_PREFIXES (by default satellite and international networks), and countries outside
 SMS_ALLOWED_COUNTRIES. Numbers in SMS_TEST_NUMBERS skip those checks: the operator listed
-them and nothing is ever sent to them.
+them and nothing is ever sent to them. The answers depend on the number alone, never on
+whether it belongs to an account.
 """
 
 from __future__ import annotations
@@ -23,20 +25,31 @@ from authserver.errors import Problem
 MAX_PHONE_INPUT = 64
 
 # Types that can receive a text. FIXED_LINE_OR_MOBILE is how NANP (US, Canada, ...) numbers
-# classify, since their ranges don't tell the two apart.
+# classify, since their ranges don't tell the two apart. Left out on purpose, besides fixed
+# lines: PREMIUM_RATE, SHARED_COST, TOLL_FREE, UAN and PERSONAL_NUMBER (the UK's 070 "follow
+# me" numbers are charged like premium ones and are a known toll-fraud range). VOIP stays:
+# many people's only number is one, and the costly non-geographic VoIP ranges (+882, +883)
+# are on SMS_DENIED_PREFIXES.
 SMS_CAPABLE = frozenset({
     PhoneNumberType.MOBILE,
     PhoneNumberType.FIXED_LINE_OR_MOBILE,
     PhoneNumberType.VOIP,
-    PhoneNumberType.PERSONAL_NUMBER,
 })
 
 
 @dataclass(frozen=True)
 class Phone:
     e164: str
-    region: str | None  # ISO 3166 code, e.g. "US"; None for non-geographic numbers
+    region: str | None  # ISO 3166 code, e.g. "US"; "001" for non-geographic numbers
     calling_code: int  # e.g. 1 for the whole NANP, 44 for the UK
+
+    @property
+    def country_key(self) -> str:
+        """The per-country budget's key: the ISO country ("JM" and "US" both dial +1 but are
+        two countries), or "+CODE" for numbers of no country (+882 ...)."""
+        if self.region and self.region != "001":
+            return self.region
+        return f"+{self.calling_code}"
 
 
 def _invalid() -> Problem:
@@ -100,16 +113,27 @@ def sms_phone(
     phone = Phone(e164=e164, region=country, calling_code=int(number.country_code or 0))
     if e164 in set(test_numbers):
         return phone
+    if denied(e164, config.sms_denied_prefixes):
+        raise _country_not_allowed()
     if not phonenumbers.is_valid_number(number):
         raise _invalid()
     if allowed and country not in allowed:
-        raise Problem(422, "phone_country_not_allowed",
-                      "Text messages can't be sent to numbers in this country.", field="phone")
+        raise _country_not_allowed()
     if phonenumbers.number_type(number) not in SMS_CAPABLE:
         raise Problem(422, "invalid_phone",
                       "This number can't receive text messages. Enter a mobile number.",
                       field="phone")
     return phone
+
+
+def denied(e164: str, prefixes: Iterable[str]) -> bool:
+    """True if `e164` starts with one of `prefixes` ("+881", "+1876", ...)."""
+    return any(e164.startswith(prefix) for prefix in prefixes)
+
+
+def _country_not_allowed() -> Problem:
+    return Problem(422, "phone_country_not_allowed",
+                   "Text messages can't be sent to numbers in this country.", field="phone")
 
 
 def mask(e164: str) -> str:

@@ -10,21 +10,33 @@ told when it is reached. Two ways to apply one:
   not use up the person's budget).
 
 A new limit is a row here and one of those two calls where it applies.
+
+Counting: Flask-Limiter's moving-window strategy (extensions.limiter), which `check`/`count`
+use too, so no limit lets twice its rate through at a window's edge. A `per_ip` limit counts
+an IPv6 client's whole /64 as one address (extensions.ip_key). A `shared` limit is counted
+in the database (counters.py), one budget across every process whatever the storage; its
+`check` takes a unit at once (atomically) and a unit no `count` confirmed by the end of the
+request is given back, so it never lets more through than its rate, even when racing.
 """
 
 from __future__ import annotations
 
+import logging
 import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from flask import Response, after_this_request, g, has_request_context
 from limits import RateLimitItem, parse_many
 
+from authserver import counters
 from authserver.config import Settings, settings
 from authserver.errors import rate_limited
-from authserver.extensions import limiter
+from authserver.extensions import db, ip_key, limiter
+
+log = logging.getLogger("authserver.ratelimits")
 
 BUSY = "Too many requests. Try again later."
 TOO_MANY_CODES = "Too many codes were asked for. Try again later."
@@ -37,6 +49,10 @@ class Limit:
     #: Settings whose values, joined with ";", are the rate ("5/hour;10/day"); empty: off.
     settings: tuple[str, ...]
     detail: str = BUSY
+    #: The key is a client address: IPv6 counts by /64.
+    per_ip: bool = False
+    #: Counted in the database: one budget across processes, whatever the storage.
+    shared: bool = False
 
     def rate(self, config: Settings | None = None) -> str:
         config = config or settings()
@@ -46,27 +62,32 @@ class Limit:
 
 # -- the table -------------------------------------------------------------------------------
 #                 name                 settings                                  told
-SIGNIN_IP = Limit("signin-ip", ("signin_limit_per_ip",))
+SIGNIN_IP = Limit("signin-ip", ("signin_limit_per_ip",), per_ip=True)
+#: Password sign-ins for one address from clients without its device token ("untrusted").
 SIGNIN_ACCOUNT = Limit("signin-account", ("signin_limit_per_account",))
-SIGNUP_IP = Limit("signup-ip", ("signup_limit_per_ip",))
+#: Password sign-ins from one device that signed in before (keyed by its token's nonce).
+SIGNIN_DEVICE = Limit("signin-device", ("signin_limit_per_device",))
+SIGNUP_IP = Limit("signup-ip", ("signup_limit_per_ip",), per_ip=True)
 SMS_PHONE = Limit("otp-phone", ("otp_limit_per_phone_hour", "otp_limit_per_phone_day"),
                   "Too many codes were sent to this number. Try again later.")
-SMS_IP = Limit("otp-ip", ("otp_limit_per_ip_hour",), TOO_MANY_CODES)
+SMS_IP = Limit("otp-ip", ("otp_limit_per_ip_hour",), TOO_MANY_CODES, per_ip=True)
 SMS_COUNTRY = Limit("otp-country", ("otp_limit_per_country_hour",), TOO_MANY_CODES)
-SMS_GLOBAL = Limit("otp-global", ("otp_limit_global_hour",), TOO_MANY_CODES)
-SMS_VERIFY_IP = Limit("otp-verify-ip", ("token_limit_per_ip",))
-MAIL_IP = Limit("magic-link-ip", ("magic_link_limit_per_ip_hour",), TOO_MANY_MAILS)
+SMS_GLOBAL = Limit("otp-global", ("otp_limit_global_hour",), TOO_MANY_CODES, shared=True)
+SMS_VERIFY_IP = Limit("otp-verify-ip", ("token_limit_per_ip",), per_ip=True)
+MAIL_IP = Limit("magic-link-ip", ("magic_link_limit_per_ip_hour",), TOO_MANY_MAILS,
+                per_ip=True)
 MAIL_ADDRESS = Limit("magic-link-email", ("magic_link_limit_per_email_hour",), TOO_MANY_MAILS)
 #: Wrong codes per phone or address across all its codes (each new code brings fresh tries).
 CODE_GUESSES = Limit("code-guesses", ("code_guess_limit",),
                      "Too many wrong codes for this phone number or address. Wait, or sign in "
                      "another way.")
 #: Route limits (per client IP, counted by Flask-Limiter on every request to the view).
-LINK_VERIFY_IP = Limit("link-verify", ("magic_link_verify_limit_per_ip",))
-TOKEN_IP = Limit("token", ("token_limit_per_ip",))
+LINK_VERIFY_IP = Limit("link-verify", ("magic_link_verify_limit_per_ip",), per_ip=True)
+TOKEN_IP = Limit("token", ("token_limit_per_ip",), per_ip=True)
 
-LIMITS = (SIGNIN_IP, SIGNIN_ACCOUNT, SIGNUP_IP, SMS_PHONE, SMS_IP, SMS_COUNTRY, SMS_GLOBAL,
-          SMS_VERIFY_IP, MAIL_IP, MAIL_ADDRESS, CODE_GUESSES, LINK_VERIFY_IP, TOKEN_IP)
+LIMITS = (SIGNIN_IP, SIGNIN_ACCOUNT, SIGNIN_DEVICE, SIGNUP_IP, SMS_PHONE, SMS_IP, SMS_COUNTRY,
+          SMS_GLOBAL, SMS_VERIFY_IP, MAIL_IP, MAIL_ADDRESS, CODE_GUESSES, LINK_VERIFY_IP,
+          TOKEN_IP)
 
 
 # -- applying them ---------------------------------------------------------------------------
@@ -80,9 +101,21 @@ def _items(limit: Limit) -> list[RateLimitItem]:
     return list(parse_many(rate)) if rate else []
 
 
+def _key(limit: Limit, key: str) -> str:
+    return ip_key(key) if limit.per_ip else key
+
+
 def check(limit: Limit, key: str) -> None:
-    """Raise 429 (with Retry-After) if one more hit would pass `limit`; count nothing."""
+    """Raise 429 (with Retry-After) if one more hit would pass `limit`; count nothing.
+
+    (A `shared` limit takes its unit here and gives it back at the end of the request
+    unless `count` confirmed it: the same outcome, without a gap between look and count.)
+    """
     if not settings().ratelimit_enabled:
+        return
+    key = _key(limit, key)
+    if limit.shared:
+        _take_shared(limit, key)
         return
     strategy = limiter.limiter
     for item in _items(limit):
@@ -95,6 +128,10 @@ def check(limit: Limit, key: str) -> None:
 def count(limit: Limit, key: str) -> None:
     """Record one hit against `limit`."""
     if not settings().ratelimit_enabled:
+        return
+    key = _key(limit, key)
+    if limit.shared:
+        _confirm_shared(limit, key)
         return
     for item in _items(limit):
         limiter.limiter.hit(item, limit.name, key)
@@ -109,5 +146,59 @@ def hit(limit: Limit, key: str) -> None:
 def reset(limit: Limit, key: str) -> None:
     if not settings().ratelimit_enabled:
         return
+    key = _key(limit, key)
     for item in _items(limit):
-        limiter.limiter.clear(item, limit.name, key)
+        if limit.shared:
+            counters.clear_windows(f"{limit.name}:{key}", item.get_expiry())
+        else:
+            limiter.limiter.clear(item, limit.name, key)
+
+
+# -- shared limits: counted in the database --------------------------------------------------
+#: g's list of (limit name, key, counter row) taken by `check` and not yet confirmed.
+_TAKEN = "ratelimits_shared_taken"
+
+
+def _take_shared(limit: Limit, key: str) -> None:
+    taken: list[tuple[str, str, str]] = []
+    try:
+        for item in _items(limit):
+            row, wait = counters.take(f"{limit.name}:{key}", item.amount, item.get_expiry())
+            if row is None:
+                raise rate_limited(wait, limit.detail)
+            taken.append((limit.name, key, row))
+    except BaseException:
+        for _, _, row in taken:
+            counters.give_back(row)
+        raise
+    if not has_request_context():
+        return  # a command: nothing ends it to give units back, so they stay counted
+    pending: list[tuple[str, str, str]] | None = g.get(_TAKEN)
+    if pending is None:
+        pending = g.setdefault(_TAKEN, [])
+        after_this_request(_give_back_unconfirmed)
+    pending.extend(taken)
+
+
+def _confirm_shared(limit: Limit, key: str) -> None:
+    pending: list[tuple[str, str, str]] = g.get(_TAKEN, []) if has_request_context() else []
+    mine = [entry for entry in pending if entry[:2] == (limit.name, key)]
+    if mine:
+        for entry in mine:
+            pending.remove(entry)
+        return
+    for item in _items(limit):  # counted without a check: record it if there is room
+        counters.take(f"{limit.name}:{key}", item.amount, item.get_expiry())
+
+
+def _give_back_unconfirmed(response: Response) -> Response:
+    """End of a request: units `check` took for what never happened (a refused or failed
+    send) go back, so a request that sent nothing costs the shared budget nothing."""
+    pending: list[tuple[str, str, str]] = g.pop(_TAKEN, [])
+    try:
+        for _, _, row in pending:
+            counters.give_back(row)
+    except Exception:  # the answer stands; the unit stays counted (errs on the safe side)
+        db.session.rollback()
+        log.exception("could not give back %d shared rate-limit units", len(pending))
+    return response

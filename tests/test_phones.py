@@ -115,3 +115,47 @@ def test_mask_keeps_country_code_and_last_digits_only() -> None:
     assert phones.mask("+16502530000") == "+1********00"
     assert "253" not in phones.mask("+16502530000")
     assert phones.mask("+1") == "+***"
+
+
+# -- SMS pumping defaults --------------------------------------------------------------------
+@pytest.mark.parametrize("raw", [
+    "+881 6 1234 5678",   # Iridium / GMSS satellite (valid mobile for phonenumbers)
+    "+882 16 123 456",    # international networks (VOIP)
+    "+870 773 123 456",   # Inmarsat
+    "+883 5100 1234 5",   # international networks (VOIP)
+    "+979 1234 5678",     # international premium rate
+])
+def test_satellite_and_international_ranges_are_denied_by_default(app_ctx: Any,
+                                                                  raw: str) -> None:
+    problem = _problem(phones.sms_phone, raw)
+    assert (problem.status, problem.code, problem.field) == (
+        422, "phone_country_not_allowed", "phone")
+
+
+def test_denied_prefixes_are_a_setting(app_ctx: Any) -> None:
+    configure(app_ctx, SMS_DENIED_PREFIXES=[])
+    assert phones.sms_phone("+881612345678").region == "001"
+    configure(app_ctx, SMS_DENIED_PREFIXES=["+1876"])  # e.g. Jamaica, a NANP member
+    assert _problem(phones.sms_phone, "+1 876 210 1234").code == "phone_country_not_allowed"
+    assert phones.sms_phone("+1 650 253 0000").region == "US"
+
+
+def test_denied_prefixes_are_checked_at_start() -> None:
+    from authserver.config import ConfigError, load
+
+    with pytest.raises(ConfigError, match="SMS_DENIED_PREFIXES"):
+        load({"SMS_DENIED_PREFIXES": "881"}, "/tmp/unused", environ={"SECRET_KEY": "x" * 32})
+
+
+def test_personal_numbers_are_refused(app_ctx: Any) -> None:
+    # UK 070 "personal numbers" are charged like premium rate: a toll-fraud favourite.
+    problem = _problem(phones.sms_phone, "+44 70 1234 5678")
+    assert (problem.status, problem.code) == (422, "invalid_phone")
+
+
+def test_country_key_is_the_iso_region_not_the_calling_code(app_ctx: Any) -> None:
+    assert phones.sms_phone("+1 650 253 0000").country_key == "US"
+    assert phones.sms_phone("+1 876 210 1234").country_key == "JM"
+    assert phones.sms_phone("+1 416 555 0123").country_key == "CA"
+    configure(app_ctx, SMS_DENIED_PREFIXES=[])
+    assert phones.sms_phone("+881612345678").country_key == "+881"  # no country

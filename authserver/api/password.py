@@ -26,7 +26,8 @@ def signup(body: SignUp) -> TokenResponse:
 @committed
 @endpoint(summary="Sign in with e-mail and password", tag="auth",
           request=SignIn, response=TokenResponse,
-          errors={401: [E.INVALID_CREDENTIALS], 403: [E.ACCOUNT_DISABLED],
+          errors={401: [E.INVALID_CREDENTIALS],
+                  403: [E.ACCOUNT_DISABLED, E.PASSWORD_SIGNIN_LOCKED],
                   429: [E.RATE_LIMITED]})
 def signin(body: SignIn) -> TokenResponse:
     return token_response(password.sign_in(body.email, body.password))

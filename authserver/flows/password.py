@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 
-from authserver import accounts, passwords, ratelimits, tokens
+from authserver import accounts, devices, lockout, passwords, ratelimits, tokens
 from authserver.config import settings
 from authserver.errors import Problem
 from authserver.extensions import client_ip, db
@@ -45,7 +45,13 @@ def sign_up(email: str, password: str, name: str | None = None, *,
 
 
 def sign_in(email: str, password: str, *, client: str = "api") -> IssuedTokens:
-    """Check an e-mail address and password; sign the user in (amr: pwd)."""
+    """Check an e-mail address and password; sign the user in (amr: pwd).
+
+    Limits: per client IP; then per device for a client that brings this account's device
+    token (devices.py), else per account ("untrusted"), so strangers' failures can't lock
+    the owner's devices out; and at most SIGNIN_MAX_CONSECUTIVE_FAILURES wrong passwords in
+    a row for the address (lockout.py: 403 password_signin_locked until a sign-in by e-mail).
+    """
     ratelimits.hit(ratelimits.SIGNIN_IP, client_ip())
     try:
         email = normalize_email(email)
@@ -53,9 +59,15 @@ def sign_in(email: str, password: str, *, client: str = "api") -> IssuedTokens:
         # A malformed address can't match an account: same answer and cost as a wrong one.
         passwords.verify_password(None, password)
         raise _invalid_credentials() from None
-    ratelimits.hit(ratelimits.SIGNIN_ACCOUNT, email)
 
     user = accounts.by_email(email)
+    user_id = user.id if user else None
+    device = devices.device_of(devices.presented(), user_id)
+    if device is not None:
+        ratelimits.hit(ratelimits.SIGNIN_DEVICE, device)
+    else:
+        ratelimits.hit(ratelimits.SIGNIN_ACCOUNT, email)
+    lockout.attempt(email, user_id)
     # An unknown user is checked against a dummy hash so both cases take the same time.
     ok = passwords.verify_password(user.password_hash if user else None, password)
     if not ok or user is None:
@@ -63,6 +75,8 @@ def sign_in(email: str, password: str, *, client: str = "api") -> IssuedTokens:
         raise _invalid_credentials()
     if user.disabled:
         raise Problem(403, "account_disabled", "This account has been disabled.")
+    lockout.succeeded(email)
+    devices.remember(user.id)
     if user.password_hash and passwords.needs_rehash(user.password_hash):
         user.password_hash = passwords.hash_password(password)
         db.session.flush()

@@ -75,7 +75,7 @@ def request_code(phone: str) -> dict[str, Any]:
             sender.send(number.e164, message_text(code))
 
     limits = [(ratelimits.SMS_PHONE, number.e164), (ratelimits.SMS_IP, client_ip()),
-              (ratelimits.SMS_COUNTRY, f"+{number.calling_code}"),
+              (ratelimits.SMS_COUNTRY, number.country_key),
               (ratelimits.SMS_GLOBAL, "all")]
     try:
         codes.send(PURPOSE, number.e164, deliver, limits=limits,

@@ -1,6 +1,7 @@
 """The database tables. Import models from here: `from authserver.models import User`."""
 
 from authserver.models.cooldown import SendCooldown
+from authserver.models.counter import Counter
 from authserver.models.handoff import HandoffCode
 from authserver.models.one_time_code import OneTimeCode
 from authserver.models.session import RefreshToken, Session
@@ -8,6 +9,7 @@ from authserver.models.signing_key import SigningKey
 from authserver.models.user import Role, User, user_roles
 
 __all__ = [
+    "Counter",
     "HandoffCode",
     "OneTimeCode",
     "RefreshToken",

@@ -291,10 +291,12 @@ def test_per_ip_limit(app: Any, client: Any) -> None:
 @settings(OTP_LIMIT_PER_COUNTRY_HOUR="2/hour")
 def test_per_country_prefix_limit(app: Any, client: Any) -> None:
     assert ask(client, "+14155550101", ip="198.51.100.1").status_code == 202
-    # Canada shares +1 with the US: the limit is on the calling code SMS pumping targets.
-    assert ask(client, "+14165550123", ip="198.51.100.2").status_code == 202
+    assert ask(client, "+14155550102", ip="198.51.100.2").status_code == 202
     assert_rate_limited(ask(client, "+14155550103", ip="198.51.100.3"))
-    assert ask(client, "+33612345678", ip="198.51.100.4").status_code == 202
+    # Counted by ISO country: Canada and Jamaica dial +1 too, but have budgets of their own.
+    assert ask(client, "+14165550123", ip="198.51.100.4").status_code == 202
+    assert ask(client, "+18762101234", ip="198.51.100.5").status_code == 202
+    assert ask(client, "+33612345678", ip="198.51.100.6").status_code == 202
 
 
 @settings(OTP_LIMIT_GLOBAL_HOUR="2/hour")

@@ -173,3 +173,177 @@ def test_signin_is_rate_limited_per_account(client, signup):
     assert limited.status_code == 429
     assert problem(limited)["code"] == "rate_limited"
     assert int(limited.headers["Retry-After"]) >= 1
+
+
+# -- targeted lock-out: device tokens --------------------------------------------------------
+SIGNIN = "/api/v1/signin"
+
+
+def _sign_in(client, password=PASSWORD, email="ada@example.com", **kwargs):
+    return client.post(SIGNIN, json={"email": email, "password": password}, **kwargs)
+
+
+def _stranger_fails_until_limited(app, email="ada@example.com"):
+    """A stranger (no device token, own IP) guesses until the untrusted limit answers 429."""
+    stranger = app.test_client()
+    answers = [_sign_in(stranger, "wrong-password", email,
+                        environ_base={"REMOTE_ADDR": "203.0.113.66"}).status_code
+               for _ in range(11)]
+    # 10 untrusted attempts a minute (the owner's own untrusted sign-in may be one of them).
+    assert answers[-1] == 429 and set(answers) == {401, 429}
+    assert answers.count(401) >= 9
+
+
+def test_strangers_failures_do_not_lock_out_the_owners_browser(app, signup):
+    signup()
+    owner = app.test_client()  # a browser: keeps cookies
+    first = _sign_in(owner)
+    assert first.status_code == 200
+    cookie = owner.get_cookie("authserver_device")
+    assert cookie is not None and cookie.http_only and cookie.secure
+    assert cookie.same_site == "Lax" and cookie.max_age >= 364 * 24 * 3600
+    assert cookie.value == first.headers["X-Device-Token"]
+
+    _stranger_fails_until_limited(app)
+    # The owner's browser brings its device cookie: its own budget, not the stranger's.
+    assert _sign_in(owner).status_code == 200
+    assert _sign_in(owner, "typo-password").status_code == 401
+    # ... while a browser that never signed in is still held by the untrusted limit.
+    assert _sign_in(app.test_client()).status_code == 429
+
+
+def test_api_clients_send_the_device_token_in_a_header(app, signup):
+    signup()
+    owner = app.test_client(use_cookies=False)  # an app: no cookie jar
+    token = _sign_in(owner).headers["X-Device-Token"]
+    assert len(token) < 200 and token.count(".") == 2
+
+    _stranger_fails_until_limited(app)
+    again = _sign_in(owner, headers={"X-Device-Token": token})
+    assert again.status_code == 200
+    assert "X-Device-Token" not in again.headers  # a known device keeps its token
+    assert _sign_in(owner).status_code == 429  # without it: untrusted
+
+
+def test_forged_or_other_accounts_device_tokens_count_as_untrusted(app, signup):
+    signup()
+    signup("eve@example.com")
+    eve = app.test_client(use_cookies=False)
+    eves_token = _sign_in(eve, email="eve@example.com").headers["X-Device-Token"]
+    nonce, issued, mac = eves_token.split(".")
+    _stranger_fails_until_limited(app)
+    for token in (eves_token, f"{nonce}.{issued}.{'0' * len(mac)}",
+                  f"{nonce}.{int(issued) + 1}.{mac}", "x" * 5000, "..", "not-a-token"):
+        answer = _sign_in(eve, headers={"X-Device-Token": token})
+        assert answer.status_code == 429, token
+
+
+def test_device_tokens_expire(app, signup, clock):
+    signup()
+    owner = app.test_client(use_cookies=False)
+    token = _sign_in(owner).headers["X-Device-Token"]
+    _stranger_fails_until_limited(app)
+    clock.travel(365 * 24 * 3600 + 1)
+    assert _sign_in(owner, headers={"X-Device-Token": token}).status_code == 429
+
+
+def test_a_device_has_its_own_limit(app, signup):
+    signup()
+    owner = app.test_client()
+    assert _sign_in(owner).status_code == 200
+    answers = [_sign_in(owner, "wrong-password").status_code for _ in range(11)]
+    assert answers == [401] * 10 + [429]  # SIGNIN_LIMIT_PER_DEVICE, 10/minute
+    # The device's guesses did not use the account's untrusted budget.
+    assert _sign_in(app.test_client()).status_code == 200
+
+
+def test_web_login_sets_the_device_cookie(app, signup):
+    import re
+
+    signup()
+    browser = app.test_client()
+    page = browser.get("/login").get_data(as_text=True)
+    csrf = re.search(r'name="csrf_token" type="hidden" value="([^"]+)"', page)
+    assert csrf, page
+    answer = browser.post("/login", data={"email": "ada@example.com", "password": PASSWORD,
+                                          "csrf_token": csrf.group(1)})
+    assert answer.status_code == 303
+    assert browser.get_cookie("authserver_device") is not None
+
+
+# -- consecutive failures: the NIST cap ------------------------------------------------------
+NO_RATE_LIMITS = {"SIGNIN_LIMIT_PER_ACCOUNT": "", "SIGNIN_LIMIT_PER_IP": "",
+                  "SIGNIN_LIMIT_PER_DEVICE": ""}
+
+
+@pytest.mark.parametrize("config_overrides", [NO_RATE_LIMITS])
+def test_100_consecutive_failures_lock_password_sign_in(app, client, signup):
+    signup()
+    device = _sign_in(app.test_client()).headers["X-Device-Token"]
+    answers = [_sign_in(client, f"wrong-password-{n}").status_code for n in range(100)]
+    assert answers == [401] * 100
+    locked = _sign_in(client)  # the 101st attempt, with the right password
+    assert locked.status_code == 403
+    body = problem(locked)
+    assert body["code"] == "password_signin_locked" and "e-mail" in body["detail"]
+    # A device token doesn't get past it (it could be stolen), nor does waiting.
+    assert problem(_sign_in(client, headers={"X-Device-Token": device}))["code"] == (
+        "password_signin_locked")
+
+
+@pytest.mark.parametrize("config_overrides", [{**NO_RATE_LIMITS,
+                                               "SIGNIN_MAX_CONSECUTIVE_FAILURES": 5}])
+def test_the_lock_looks_the_same_for_unknown_addresses(client, signup):
+    signup()
+    for email in ("ada@example.com", "nobody@example.com"):
+        assert [_sign_in(client, "wrong-password", email).status_code
+                for _ in range(5)] == [401] * 5
+    known = _sign_in(client, PASSWORD, "ada@example.com")
+    unknown = _sign_in(client, PASSWORD, "nobody@example.com")
+    assert (known.status_code, known.data) == (unknown.status_code, unknown.data)
+    assert problem(unknown)["code"] == "password_signin_locked"
+
+
+@pytest.mark.parametrize("config_overrides", [{**NO_RATE_LIMITS,
+                                               "SIGNIN_MAX_CONSECUTIVE_FAILURES": 5}])
+def test_a_sign_in_by_email_unlocks_password_sign_in(app, client, signup):
+    from tests.flows.magic_helpers import code_in, email_messages
+
+    signup()
+    for _ in range(5):
+        _sign_in(client, "wrong-password")
+    assert problem(_sign_in(client))["code"] == "password_signin_locked"
+    assert client.post("/api/v1/magic-link/request",
+                       json={"email": "ada@example.com"}).status_code == 202
+    [mail] = email_messages(app.config["OUTBOX_DIR"], "ada@example.com")
+    signed_in = client.post("/api/v1/magic-link/verify",
+                            json={"email": "ada@example.com", "code": code_in(mail["text"])})
+    assert signed_in.status_code == 200
+    assert _sign_in(client).status_code == 200
+
+
+@pytest.mark.parametrize("config_overrides", [{**NO_RATE_LIMITS,
+                                               "SIGNIN_MAX_CONSECUTIVE_FAILURES": 5}])
+def test_only_consecutive_failures_count(client, signup):
+    signup()
+    for _ in range(2):
+        assert [_sign_in(client, "wrong-password").status_code for _ in range(4)] == [401] * 4
+        assert _sign_in(client).status_code == 200  # a success ends the run
+    assert [_sign_in(client, "wrong-password").status_code for _ in range(5)] == [401] * 5
+    assert _sign_in(client).status_code == 403
+
+
+@pytest.mark.parametrize("config_overrides", [{"SIGNIN_LIMIT_PER_IP": "3/minute",
+                                               "SIGNIN_LIMIT_PER_ACCOUNT": ""}])
+def test_ipv6_client_rotating_its_last_64_bits_shares_one_signin_budget(client, signup):
+    import random
+
+    def from_64(prefix: str) -> dict:
+        last64 = ":".join(f"{random.getrandbits(16):x}" for _ in range(4))
+        return {"REMOTE_ADDR": f"{prefix}:{last64}"}
+
+    signup()
+    answers = [_sign_in(client, "wrong-password", environ_base=from_64("2001:db8:abcd:12"))
+               .status_code for _ in range(4)]
+    assert answers == [401, 401, 401, 429]
+    assert _sign_in(client, environ_base=from_64("2001:db8:abcd:13")).status_code == 200

@@ -1,0 +1,154 @@
+"""Counts held in the database: one budget for every worker and host, whatever the limiter
+storage (RATELIMIT_STORAGE_URI=memory:// keeps its counters per process).
+
+Two kinds, one table (models.Counter):
+
+- windows: `take(key, amount, seconds)` takes one unit of "`amount` per `seconds`" or says
+  how long to wait; `give_back` returns a unit taken for something that did not happen. It
+  is a sliding-window counter: the window's count plus the previous window's count weighted
+  by how much of it still overlaps the last `seconds`, so a burst at a window's edge can't
+  spend the budget twice. Taking is one conditional UPDATE
+  (`count = count + 1 WHERE key = :k AND count < :room`) whose row count decides, so of
+  concurrent takers no more than the room get through, on MySQL as on SQLite.
+- runs: `extend_run` (atomic, up to a cap), `run_count` and `end_run` keep a count of events
+  in a row (password sign-in attempts not followed by a success) and when the run started.
+
+Like cooldowns.py, each step commits at once, so every other connection sees it before the
+caller goes on (sends a text, compares a password).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from datetime import UTC, datetime
+
+from sqlalchemy import delete, insert, select, update
+from sqlalchemy.exc import IntegrityError
+
+from authserver import clock
+from authserver.extensions import db
+from authserver.models import Counter
+
+#: The key column's width; longer keys are stored as a hash.
+MAX_KEY_LENGTH = 100
+
+
+def _stored_key(key: str) -> str:
+    if len(key) <= MAX_KEY_LENGTH:
+        return key
+    return "sha256:" + hashlib.sha256(key.encode()).hexdigest()
+
+
+def _count_of(stored: str) -> int | None:
+    return db.session.scalar(select(Counter.count).where(Counter.key == stored))
+
+
+def _add_one(stored: str, room: int | None, started_at: datetime) -> bool:
+    """count + 1 if the row has room (a missing row is made with count 1); True if added."""
+    condition = [Counter.key == stored]
+    if room is not None:
+        condition.append(Counter.count < room)
+    for _ in range(3):
+        added = db.session.execute(
+            update(Counter).where(*condition).values(count=Counter.count + 1)
+            .execution_options(synchronize_session=False)
+        ).rowcount == 1  # type: ignore[attr-defined]
+        db.session.commit()  # at once: no row lock (nor MySQL gap lock) held into the INSERT
+        if added:
+            return True
+        current = _count_of(stored)
+        db.session.commit()
+        if current is not None:
+            if room is not None and current >= room:
+                return False  # full
+            continue  # a racer made the row after our UPDATE looked: try again
+        if room is not None and room < 1:
+            return False
+        try:
+            # The first INSERT of a key wins; a racing one hits the primary key and retries
+            # the UPDATE, which then sees the winner's row.
+            db.session.execute(insert(Counter).values(key=stored, count=1,
+                                                      started_at=started_at))
+            db.session.commit()
+            return True
+        except IntegrityError:
+            db.session.rollback()
+    return False
+
+
+# -- windows ---------------------------------------------------------------------------------
+def _window_key(key: str, seconds: int, index: int) -> str:
+    return _stored_key(f"{key}:{seconds}s:{index}")
+
+
+def take(key: str, amount: int, seconds: int) -> tuple[str | None, int]:
+    """Take one unit of `amount` per `seconds` for `key`.
+
+    Returns (the row to `give_back` it to, 0) when taken, else (None, seconds to wait).
+    """
+    now = clock.now().timestamp()
+    index = int(now // seconds)
+    window_start = index * seconds
+    overlap = 1 - (now - window_start) / seconds  # share of the previous window still in view
+    previous = _count_of(_window_key(key, seconds, index - 1)) or 0
+    db.session.commit()
+    # This one fits while (this window's count + 1) + previous * overlap <= amount.
+    room = math.floor(amount - previous * overlap)
+    stored = _window_key(key, seconds, index)
+    if _add_one(stored, room, datetime.fromtimestamp(window_start, UTC)):
+        return stored, 0
+    return None, max(1, math.ceil(window_start + seconds - now))
+
+
+def give_back(stored: str) -> None:
+    """Return a unit `take` handed out, for a send that did not happen."""
+    db.session.execute(
+        update(Counter).where(Counter.key == stored, Counter.count > 0)
+        .values(count=Counter.count - 1).execution_options(synchronize_session=False))
+    db.session.commit()
+
+
+def clear_windows(key: str, seconds: int) -> None:
+    """Forget the current and previous windows of `key`."""
+    index = int(clock.now().timestamp() // seconds)
+    db.session.execute(delete(Counter).where(Counter.key.in_(
+        [_window_key(key, seconds, index), _window_key(key, seconds, index - 1)])))
+    db.session.commit()
+
+
+# -- runs ------------------------------------------------------------------------------------
+def run_count(key: str, *, ended_by: datetime | None = None) -> int:
+    """The length of `key`'s run; a run that started at or before `ended_by` is over (0)."""
+    stored = _stored_key(key)
+    row = db.session.execute(
+        select(Counter.count, Counter.started_at).where(Counter.key == stored)).first()
+    db.session.commit()
+    if row is None:
+        return 0
+    count, started_at = row
+    if ended_by is not None and started_at <= ended_by:
+        end_run(key, started_by=ended_by)
+        return 0
+    return int(count)
+
+
+def extend_run(key: str, *, cap: int | None = None) -> bool:
+    """One more event in `key`'s run (the first one starts it); False, counting nothing,
+    when the run already has `cap` events."""
+    return _add_one(_stored_key(key), cap, clock.now())
+
+
+def end_run(key: str, *, started_by: datetime | None = None) -> None:
+    """End `key`'s run (only if it started at or before `started_by`, when given)."""
+    condition = [Counter.key == _stored_key(key)]
+    if started_by is not None:
+        condition.append(Counter.started_at <= started_by)
+    db.session.execute(delete(Counter).where(*condition))
+    db.session.commit()
+
+
+def prune(before: datetime) -> int:
+    """Delete windows and runs that started before `before`; returns how many."""
+    result = db.session.execute(delete(Counter).where(Counter.started_at < before))
+    return int(result.rowcount)  # type: ignore[attr-defined]
