@@ -24,6 +24,7 @@ from typing import Any, cast
 
 from flask import has_request_context, request
 from sqlalchemy import CursorResult, insert, literal, select, update
+from sqlalchemy.orm import make_transient_to_detached
 
 from authserver import clock
 from authserver.config import settings
@@ -98,8 +99,10 @@ def open_session(user: User, amr: list[str], client: str) -> tuple[Session, str]
     if inserted != 1:
         log.info("session refused: user=%s is disabled", user.id)
         raise Problem(403, ErrorCode.ACCOUNT_DISABLED, "This account has been disabled.")
-    session = db.session.get(Session, values["id"])
-    assert session is not None
+    # The row just written, as a persistent object without reading it back.
+    session = Session(**values, revoked_at=None, revoked_reason=None)
+    make_transient_to_detached(session)
+    db.session.add(session)
     refresh_token = _mint_refresh(session, parent_id=None)
     db.session.flush()
     log.info("session opened user=%s sid=%s amr=%s client=%s", user.id, session.id,
