@@ -10,7 +10,7 @@ COPY authserver authserver
 COPY migrations migrations
 COPY templates templates
 COPY static static
-COPY wsgi.py docker-entrypoint.sh ./
+COPY wsgi.py gunicorn.conf.py docker-entrypoint.sh ./
 
 RUN useradd --system --home /app authserver && mkdir -p /app/instance \
     && chown authserver /app/instance
@@ -18,5 +18,7 @@ USER authserver
 
 EXPOSE 8000
 ENTRYPOINT ["./docker-entrypoint.sh"]
-CMD ["gunicorn", "--bind", "0.0.0.0:8000", "--workers", "4", "--threads", "4", \
-     "--access-logfile", "-", "wsgi:app"]
+# gunicorn.conf.py: access log on stdout without query strings (magic-link tokens), request
+# size limits answered as problems, and a warning when memory:// rate limits meet >1 worker.
+CMD ["gunicorn", "-c", "gunicorn.conf.py", "--bind", "0.0.0.0:8000", "--workers", "4", \
+     "--threads", "4", "wsgi:app"]

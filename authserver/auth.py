@@ -21,7 +21,8 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 
 def verify(token: str, *, check_revocation: bool = True) -> Claims:
-    """A verified access token; with `check_revocation`, also that its session is still open."""
+    """A verified access token; with `check_revocation`, also that its session is still open
+    and its user not disabled (one query)."""
     claims = access_tokens.verify(token)
     if check_revocation and not sessions.is_open(claims.session_id, claims.user_id):
         raise invalid_token("The session of this access token has ended.")
@@ -54,7 +55,11 @@ def require_auth(func: F | None = None, *, allow_legacy_header: bool = False) ->
 
 
 def require_role(role: str) -> Callable[[F], F]:
-    """Decorator: like require_auth, and the token's user must hold `role`."""
+    """Decorator: like require_auth, and the token's user must hold `role`.
+
+    The user's roles and disabled flag are read from the database on every request, never
+    taken from the token: a role taken away or an account disabled stops working at once.
+    """
 
     def decorate(view: F) -> F:
         @functools.wraps(view)
@@ -63,7 +68,9 @@ def require_role(role: str) -> Callable[[F], F]:
             g.claims = claims
             # Roles are re-read from the database: a role just taken away stops working now.
             user = db.session.get(User, claims.user_id)
-            if user is None or role not in user.role_names:
+            if user is None or user.disabled:
+                raise invalid_token("The user of this access token is disabled.")
+            if role not in user.role_names:
                 raise Problem(403, "forbidden", f"This needs the '{role}' role.")
             return view(*args, **kwargs)
 

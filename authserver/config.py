@@ -184,6 +184,10 @@ class Settings(BaseModel):
     # Web
     session_cookie_secure: bool | None = Field(
         None, description="default: true when PUBLIC_BASE_URL is https")
+    security_contact: CommaList = Field(
+        default_factory=list,
+        description="Contact URIs (mailto:, https:, tel:) for /.well-known/security.txt; "
+                    "empty: 404")
 
     @field_validator("public_base_url")
     @classmethod
@@ -280,6 +284,16 @@ class Settings(BaseModel):
             # Custom app schemes (myapp://callback) are fine; http(s) needs a host.
             if not parts.scheme or (parts.scheme in {"http", "https"} and not parts.netloc):
                 raise ValueError(f"{entry!r} is not an absolute URL")
+        return value
+
+    @field_validator("security_contact")
+    @classmethod
+    def _contact_uris(cls, value: list[str]) -> list[str]:
+        for entry in value:
+            # One line of security.txt each: a URI, and nothing that could start another field.
+            if (not entry.startswith(("mailto:", "https://", "tel:"))
+                    or not entry.isprintable() or " " in entry):
+                raise ValueError(f"{entry!r} is not a mailto:, https:// or tel: URI")
         return value
 
     def flask_config(self) -> dict[str, Any]:

@@ -8,6 +8,10 @@ from flask import Flask, Response, request
 
 from authserver.config import settings
 
+# The endpoints that may be cached: static files and the ones that set their own policy
+# (the JWKS). Everything else may show personal data or carry a secret: not stored.
+_CACHEABLE_ENDPOINTS = frozenset({"static"})
+
 
 def _form_action() -> str:
     # Chromium applies form-action to the redirect after a POST, so the allow-listed apps a
@@ -35,10 +39,13 @@ def init_app(app: Flask) -> None:
         else:
             headers.setdefault("Content-Security-Policy",
                                "default-src 'none'; frame-ancestors 'none'")
-        if request.blueprint == "api" or request.path.startswith("/auth"):
-            # Token responses and user data must never sit in a shared cache.
+        if request.endpoint not in _CACHEABLE_ENDPOINTS:
+            # Token responses, /account and every page with personal data or a form's CSRF
+            # token must never sit in a cache, shared or the browser's; an endpoint that may
+            # be cached says so itself (the JWKS: public, max-age=300).
             headers.setdefault("Cache-Control", "no-store")
-            headers.setdefault("Pragma", "no-cache")
+            if headers["Cache-Control"] == "no-store":
+                headers.setdefault("Pragma", "no-cache")
         if settings().public_base_url.startswith("https://"):
             headers.setdefault("Strict-Transport-Security", "max-age=31536000")
         return response

@@ -1,15 +1,19 @@
-"""Endpoints about the server itself: liveness, readiness, the JWKS and the OpenAPI document."""
+"""Endpoints about the server itself: liveness, readiness, the JWKS, security.txt and the
+OpenAPI document."""
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
-from flask import Blueprint
+from flask import Blueprint, Response, current_app
 from sqlalchemy import text
 
-from authserver.api.endpoint import endpoint
+from authserver import clock
+from authserver.api.endpoint import Operation, endpoint
+from authserver.config import settings
 from authserver.errors import ErrorCode as E
-from authserver.errors import unavailable
+from authserver.errors import Problem, unavailable
 from authserver.extensions import db
 from authserver.keys import keyring
 from authserver.openapi import document
@@ -42,6 +46,40 @@ def readyz() -> Ready:
           headers={"Cache-Control": "public, max-age=300"})
 def jwks() -> dict[str, Any]:
     return keyring().jwks()
+
+
+SECURITY_TXT_TYPE = "text/plain; charset=utf-8"
+
+
+@bp.get("/.well-known/security.txt")
+def security_txt() -> Response:
+    """RFC 9116: whom to tell about a vulnerability. Plain text, so it is not an @endpoint
+    (which answers JSON); its declaration below puts it in the OpenAPI document all the same."""
+    contacts = settings().security_contact
+    if not contacts:
+        raise Problem(404, E.NOT_FOUND, "There is nothing at this address.")
+    # Expires is required and must be less than a year ahead; computed per request, a
+    # running server never serves a stale file.
+    expires = (clock.now() + timedelta(days=365) - timedelta(seconds=1)).replace(microsecond=0)
+    lines = [f"Contact: {contact}" for contact in contacts]
+    lines += [
+        f"Expires: {expires.strftime('%Y-%m-%dT%H:%M:%SZ')}",
+        "Preferred-Languages: en",
+        f"Canonical: {settings().public_base_url}/.well-known/security.txt",
+    ]
+    return current_app.response_class("\n".join(lines) + "\n", mimetype="text/plain",
+                                      headers={"Cache-Control": "public, max-age=86400"})
+
+
+security_txt.operation = Operation(  # type: ignore[attr-defined]
+    summary="Security contact (RFC 9116), as text/plain",
+    tag="meta",
+    errors={404: (E.NOT_FOUND,)},
+    headers={"Content-Type": SECURITY_TXT_TYPE, "Cache-Control": "public, max-age=86400"},
+    description="`Contact:` lines from SECURITY_CONTACT, `Expires:` (a year ahead), "
+                "`Preferred-Languages: en` and `Canonical:`. `404 not_found` when "
+                "SECURITY_CONTACT is empty.",
+)
 
 
 @bp.get("/openapi.json")

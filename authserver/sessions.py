@@ -1,9 +1,11 @@
 """Sessions and their rotating refresh tokens: open, rotate, revoke, list, check.
 
 A session row is what logout and revocation act on; disabling a user revokes their sessions,
-so the row alone answers "is this token still good?". A refresh token is 256 random bits
-stored only as a SHA-256 hash; each use rotates it, and its successor is derived from it (see
-`_successor`) so that concurrent uses of one token don't fork the session.
+and the check of a token reads the session row joined to its user's disabled flag, so that one
+lookup answers "is this token still good?" even for a session some race left open. A refresh
+token is 256 random bits stored only as a SHA-256 hash; each use rotates it, and its successor
+is derived from it (see `_successor`) so that concurrent uses of one token don't fork the
+session.
 
 Writes are flushed, and the request or command that called commits (`@committed`), except
 where a commit here is what makes the rule hold; each of those says why.
@@ -21,13 +23,15 @@ from datetime import timedelta
 from typing import Any, cast
 
 from flask import has_request_context, request
-from sqlalchemy import CursorResult, select, update
+from sqlalchemy import CursorResult, insert, literal, select, update
+from sqlalchemy.orm import make_transient_to_detached
 
 from authserver import clock
 from authserver.config import settings
-from authserver.errors import invalid_token
+from authserver.errors import ErrorCode, Problem, invalid_token
 from authserver.extensions import db
 from authserver.models import RefreshToken, Session, User
+from authserver.models.base import new_id
 
 # The logger these lines always had: log filters and alerts (refresh reuse) select on it.
 log = logging.getLogger("authserver.tokens")
@@ -62,21 +66,43 @@ def _client_meta() -> tuple[str | None, str | None]:
 
 # -- opening ---------------------------------------------------------------------------------
 def open_session(user: User, amr: list[str], client: str) -> tuple[Session, str]:
-    """A new session for `user` and its first refresh token (flushed, not committed)."""
+    """A new session for `user` and its first refresh token (flushed, not committed).
+
+    403 account_disabled when the user is disabled in the database, whatever `user` says: the
+    caller read it before checking a password or a code, and a disable may have committed
+    since. The INSERT is conditional on the user row being enabled, so no session of a
+    disabled user is ever written (a Problem commits at the edge: nothing may be left to).
+    On MySQL its SELECT is a locking read of the user row, held to the commit: a disable
+    either commits first (and this sees it) or waits for this sign-in and then revokes the
+    session with the others. SQLite runs one writer at a time, which serialises them alike.
+    """
     now = clock.now()
     ip, agent = _client_meta()
-    session = Session(
-        user_id=user.id,
-        amr=" ".join(amr),
-        client=client,
-        ip=ip,
-        user_agent=agent,
-        created_at=now,
-        last_used_at=now,
-        expires_at=now + timedelta(seconds=settings().refresh_token_ttl),
+    values: dict[str, Any] = {
+        "id": new_id(),
+        "user_id": user.id,
+        "amr": " ".join(amr),
+        "client": client,
+        "ip": ip,
+        "user_agent": agent,
+        "created_at": now,
+        "last_used_at": now,
+        "expires_at": now + timedelta(seconds=settings().refresh_token_ttl),
+    }
+    columns = Session.__table__.c
+    enabled_user = (
+        select(*(literal(value, columns[name].type) for name, value in values.items()))
+        .where(User.id == user.id, User.disabled.is_(False))
     )
+    inserted = _rowcount(db.session.execute(
+        insert(Session).from_select(list(values), enabled_user)))
+    if inserted != 1:
+        log.info("session refused: user=%s is disabled", user.id)
+        raise Problem(403, ErrorCode.ACCOUNT_DISABLED, "This account has been disabled.")
+    # The row just written, as a persistent object without reading it back.
+    session = Session(**values, revoked_at=None, revoked_reason=None)
+    make_transient_to_detached(session)
     db.session.add(session)
-    db.session.flush()  # the refresh token row needs the session's id
     refresh_token = _mint_refresh(session, parent_id=None)
     db.session.flush()
     log.info("session opened user=%s sid=%s amr=%s client=%s", user.id, session.id,
@@ -188,13 +214,19 @@ def revoke_all(user_id: str, *, reason: str) -> int:
 
 # -- reading ---------------------------------------------------------------------------------
 def is_open(session_id: str, user_id: str) -> bool:
-    """Whether an access token's session is still open (one primary-key lookup)."""
+    """Whether an access token's session is still open and its user enabled.
+
+    One query: the session by its primary key joined to its user by theirs (the hot path of
+    every revocation check), so a disabled user's token is refused even if a session of
+    theirs was left open.
+    """
     row = db.session.execute(
-        select(Session.user_id, Session.revoked_at, Session.expires_at)
+        select(Session.user_id, Session.revoked_at, Session.expires_at, User.disabled)
+        .join(User, User.id == Session.user_id)
         .where(Session.id == session_id)
     ).first()
     return not (row is None or row.user_id != user_id or row.revoked_at is not None
-                or row.expires_at <= clock.now())
+                or row.expires_at <= clock.now() or row.disabled)
 
 
 def active(session_id: str) -> Session | None:
