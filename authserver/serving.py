@@ -64,7 +64,7 @@ def problem_bytes(status: int, reason: str) -> bytes:
 
 
 def _write_problem(sock: Any, status_int: int, reason: str, mesg: str) -> None:
-    from gunicorn import util  # type: ignore[import-untyped]
+    from gunicorn import util
 
     util.write_nonblock(sock, problem_bytes(int(status_int), str(reason)))
 
@@ -75,7 +75,7 @@ def answer_refusals_as_problems() -> None:
     gunicorn writes them with `gunicorn.util.write_error`, looked up at call time by its
     workers; replacing it is the one hook gunicorn offers for the body of those answers.
     """
-    from gunicorn import util  # type: ignore[import-untyped]
+    from gunicorn import util
 
     util.write_error = _write_problem
 
