@@ -19,7 +19,10 @@ What every purpose gets from here, the same way:
 - a try reserves an attempt with `attempts = attempts + 1 WHERE attempts < max` before the
   guess is compared, so even parallel guessing gets at most `max` answers per code;
 - using a code or link is one conditional UPDATE whose row count decides, so of concurrent
-  uses exactly one wins, on MySQL as on SQLite.
+  uses exactly one wins, on MySQL as on SQLite;
+- a guess at a subject without a live code does the work of a wrong guess (an HMAC
+  comparison and a committed one-row write), so the answer's timing doesn't tell whether
+  the subject was just sent a code.
 
 Commits here are deliberate (see transactions.py): each step must be visible to other
 connections before the next one (sending, comparing) happens. Nothing here logs a code, a
@@ -42,11 +45,11 @@ from urllib.parse import urlencode
 from itsdangerous import BadData, TimestampSigner, URLSafeTimedSerializer
 from sqlalchemy import delete, select, update
 
-from authserver import accounts, clock, cooldowns, ratelimits
+from authserver import accounts, clock, cooldowns, counters, ratelimits
 from authserver.config import settings
 from authserver.errors import Problem, rate_limited, unavailable
 from authserver.extensions import client_ip, db
-from authserver.models import OneTimeCode
+from authserver.models import Counter, OneTimeCode
 from authserver.models.base import new_id
 from authserver.senders.base import RecipientRejected, SenderUnavailable
 
@@ -57,6 +60,10 @@ CODE_LENGTH = 6
 #: rarely has more than a couple of mails outstanding; the per-subject limits cap it).
 MAX_CANDIDATES = 10
 MAX_TOKEN_LENGTH = 512
+#: A guess at a subject without a live code writes one of these `counters` rows (see
+#: _decoy_attempt) as a wrong guess writes its code's attempt.
+DECOY_KEY = "codes:decoy"
+DECOY_ROWS = 16
 
 
 @dataclass(frozen=True)
@@ -381,9 +388,11 @@ def verify(purpose: Purpose, subject: str, code: Any, *,
                          limit=1 if purpose.supersede_on_send else MAX_CANDIDATES)
     db.session.commit()  # ends the read: the UPDATEs below see what others committed
     if not candidates:
-        # The same work as a comparison, so the answer's timing doesn't tell whether the
+        # The same work as a wrong guess at a live code (a comparison, then a committed
+        # one-row write like its attempt), so the answer's timing doesn't tell whether the
         # subject has a live code at all.
         hmac.compare_digest(code_hash(purpose, "-", code), "0" * 64)
+        _decoy_attempt()
     counted = False
     for challenge in (c for c in candidates if c.attempts < max_attempts):
         reserved = False
@@ -418,6 +427,11 @@ def verify(purpose: Purpose, subject: str, code: Any, *,
     if counted:
         ratelimits.count(*guesses)
         return Verdict(Outcome.WRONG, candidates[0])
+    if not candidates and only is None and not purpose.lock_kills:
+        # No live code, so none used up (only lock_kills kills a used-up code; elsewhere it
+        # stays live, a candidate): the read below could not answer EXHAUSTED, and skipping
+        # it keeps this answer as quick as a wrong guess's.
+        return Verdict(Outcome.NONE)
     newest = _newest(purpose, subject)
     db.session.commit()
     if newest and _used_up(purpose, newest[0], max_attempts, clock.now()):
@@ -441,6 +455,22 @@ def _take_attempt(challenge_id: str, max_attempts: int, now: datetime) -> bool:
     ).rowcount == 1  # type: ignore[attr-defined]
     db.session.commit()  # counted before the guess is compared (or a provider is asked)
     return taken
+
+
+def _decoy_attempt() -> None:
+    """A write that costs what `_take_attempt` costs: one row changed, then a commit (the
+    commit's flush to disk is most of a wrong guess's time; a read or an UPDATE that changes
+    nothing costs far less). The row is one of a few in `counters`, picked at random so
+    concurrent misses seldom wait on each other's row lock; its count only cycles."""
+    key = f"{DECOY_KEY}:{secrets.randbelow(DECOY_ROWS)}"
+    written = db.session.execute(
+        update(Counter).where(Counter.key == key)
+        .values(count=(Counter.count + 1) % 1000)
+        .execution_options(synchronize_session=False)
+    ).rowcount == 1  # type: ignore[attr-defined]
+    db.session.commit()
+    if not written:
+        counters.extend_run(key)  # its first use, or the first after `flask prune`: make it
 
 
 def _give_back_attempt(challenge_id: str) -> None:
