@@ -177,18 +177,18 @@ def verified_owner(*, email: str | None = None, phone: str | None = None,
     if getattr(user, column.key) is not None:
         return Owner(user, evicted=False)
     had_password = user.password_hash is not None
-    # Committed on its own, before a session is opened: in one transaction with the session
-    # INSERT (whose foreign key share-locks the user row), two first sign-ins at once
-    # deadlock on MySQL upgrading that lock for this UPDATE. Only the proof that wins the
-    # UPDATE evicts, so a racing second proof can't revoke the first one's new session.
+    # In the caller's transaction, with the code's use and the new session: all or nothing.
+    # This UPDATE comes before the session INSERT, so the transaction holds the user row's
+    # exclusive lock before the INSERT's foreign-key check wants a shared one (the other
+    # order deadlocks two first sign-ins at once). Only the proof that wins the UPDATE
+    # evicts, so a racing second proof can't revoke the first one's new session.
     first = db.session.execute(
         update(User).where(User.id == user.id, column.is_(None))
         .values({column.key: clock.now(), User.password_hash.key: None})
         .execution_options(synchronize_session=False)).rowcount == 1  # type: ignore[attr-defined]
-    db.session.commit()
     if not first:
         return Owner(user, evicted=False)
-    revoked = sessions.revoke_all(user.id, reason="ownership_proven")
+    revoked = sessions.revoke_all(user.id, reason="ownership_proven", at_once=False)
     if had_password or revoked:
         log.warning("first proof of %s evicted a password=%s and %d session(s) user=%s",
                     "e-mail" if email else "phone", had_password, revoked, user.id)

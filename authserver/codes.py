@@ -44,6 +44,7 @@ from urllib.parse import urlencode
 
 from itsdangerous import BadData, TimestampSigner, URLSafeTimedSerializer
 from sqlalchemy import delete, select, update
+from sqlalchemy.exc import DBAPIError
 
 from authserver import accounts, clock, cooldowns, counters, ratelimits
 from authserver.config import settings
@@ -263,15 +264,18 @@ def send(purpose: Purpose, subject: str, deliver: Callable[[str, str | None], No
     now = clock.now()
     code = None if provider_code else new_code()
     challenge_id = new_id()
-    if purpose.supersede_on_send:
-        _invalidate(purpose, subject, now)
-    db.session.add(OneTimeCode(
+    row = OneTimeCode(
         id=challenge_id, purpose=purpose.name, channel=purpose.channel.name, subject=subject,
         user_id=user_id, code_hash=code_hash(purpose, challenge_id, code) if code else "",
         attempts=0, redirect_to=redirect_to, code_challenge=code_challenge, state=state,
         binding_hash=binding_hash(binding) if binding else None, ip=client_ip(),
-        created_at=now, expires_at=now + timedelta(seconds=purpose.setting("ttl"))))
-    db.session.commit()  # before sending: the code must work the moment it lands
+        created_at=now, expires_at=now + timedelta(seconds=purpose.setting("ttl")))
+    try:
+        _store(purpose, row)
+    except BaseException:
+        if reserved:
+            cooldowns.release(purpose.slot(subject), None)  # nothing was sent
+        raise
 
     try:
         deliver(challenge_id, code)
@@ -295,6 +299,51 @@ def send(purpose: Purpose, subject: str, deliver: Callable[[str, str | None], No
     _count(limits)
     log.info("%s sent id=%s ip=%s", purpose.name, challenge_id, client_ip())
     return challenge_id
+
+
+def _store(purpose: Purpose, row: OneTimeCode) -> None:
+    """Store a new code (killing the subject's older ones when the purpose says so), committed
+    before it is sent: the code must work the moment it lands.
+
+    Deadlock-free by construction: the older codes are found with a plain (non-locking) read
+    and killed by primary key after the INSERT. An UPDATE by (purpose, subject) would take
+    next-key locks on that index; two requests for subjects in the same empty gap would each
+    hold the gap and wait to INSERT into it, a deadlock MySQL breaks by failing one (1213).
+    Record locks on distinct rows can't form such a cycle; a deadlock from elsewhere is
+    retried once.
+    """
+    for attempt in (1, 2):
+        older = db.session.scalars(select(OneTimeCode.id).where(
+            *_of(purpose, row.subject), OneTimeCode.consumed_at.is_(None),
+            OneTimeCode.invalidated_at.is_(None))).all() if purpose.supersede_on_send else []
+        db.session.add(row)
+        if older:
+            db.session.flush()
+            db.session.execute(update(OneTimeCode).where(
+                OneTimeCode.id.in_(older), OneTimeCode.consumed_at.is_(None),
+                OneTimeCode.invalidated_at.is_(None)).values(invalidated_at=row.created_at)
+                .execution_options(synchronize_session=False))
+        try:
+            db.session.commit()
+            return
+        except DBAPIError as exc:
+            db.session.rollback()
+            if attempt == 2 or not is_deadlock(exc):
+                raise
+            log.warning("%s store deadlocked (1213), retrying once", purpose.name)
+            db.session.expunge_all()
+            row = _copy(row)
+
+
+def _copy(row: OneTimeCode) -> OneTimeCode:
+    return OneTimeCode(**{column.key: getattr(row, column.key)
+                          for column in OneTimeCode.__table__.columns})
+
+
+def is_deadlock(exc: DBAPIError) -> bool:
+    """MySQL's 1213 (deadlock found); the driver's error number is the first argument."""
+    args: tuple[Any, ...] = tuple(getattr(exc.orig, "args", ()))
+    return len(args) > 0 and args[0] == 1213
 
 
 def provider_unavailable(purpose: Purpose) -> Problem:
@@ -497,7 +546,11 @@ def _kill_if_used_up(challenge_id: str, max_attempts: int) -> None:
 def consume(purpose: Purpose, challenge_id: str, *, attempts_below: int | None = None) -> bool:
     """The one conditional UPDATE that decides who uses a code or link; True for the winner.
 
-    With `attempts_below`, a code whose wrong tries used it up meanwhile is not used.
+    With `attempts_below`, a code whose wrong tries used it up meanwhile is not used. Not
+    committed here: the sign-in it leads to commits with it at the request's edge, so either
+    the code is used *and* the session opened, or neither (a crash or a database error in
+    between leaves the code usable). Concurrent users of the code wait on the row lock and
+    then find it used.
     """
     now = clock.now()
     conditions = [OneTimeCode.id == challenge_id, OneTimeCode.purpose == purpose.name,
@@ -510,7 +563,6 @@ def consume(purpose: Purpose, challenge_id: str, *, attempts_below: int | None =
         .values(consumed_at=now)
         .execution_options(synchronize_session=False)
     ).rowcount == 1  # type: ignore[attr-defined]
-    db.session.commit()
     return won
 
 
@@ -546,18 +598,16 @@ def redeem(challenge_id: str) -> Challenge | None:
 
 
 def supersede(purpose: Purpose, subject: str, *, keep: str | None = None) -> None:
-    """Kill every other outstanding code of this subject (after one of them was used)."""
-    _invalidate(purpose, subject, clock.now(), keep=keep)
-    db.session.commit()
-
-
-def _invalidate(purpose: Purpose, subject: str, now: datetime, keep: str | None = None) -> None:
-    conditions = [*_of(purpose, subject), OneTimeCode.consumed_at.is_(None),
-                  OneTimeCode.invalidated_at.is_(None)]
-    if keep is not None:
-        conditions.append(OneTimeCode.id != keep)
-    db.session.execute(update(OneTimeCode).where(*conditions).values(invalidated_at=now)
-                       .execution_options(synchronize_session=False))
+    """Kill every other outstanding code of this subject (after one of them was used), in the
+    caller's transaction; found by a plain read and killed by primary key (see _store)."""
+    others = [challenge_id for challenge_id in db.session.scalars(select(OneTimeCode.id).where(
+        *_of(purpose, subject), OneTimeCode.consumed_at.is_(None),
+        OneTimeCode.invalidated_at.is_(None))) if challenge_id != keep]
+    if others:
+        db.session.execute(update(OneTimeCode).where(
+            OneTimeCode.id.in_(others), OneTimeCode.consumed_at.is_(None),
+            OneTimeCode.invalidated_at.is_(None)).values(invalidated_at=clock.now())
+            .execution_options(synchronize_session=False))
 
 
 def seconds_until_resend(purpose: Purpose, challenge: Challenge | None) -> int:

@@ -200,14 +200,19 @@ def revoke(session_id: str, *, reason: str = "logout") -> None:
     log.info("session revoked sid=%s reason=%s", session_id, reason)
 
 
-def revoke_all(user_id: str, *, reason: str) -> int:
-    """End every open session of a user; returns how many there were."""
+def revoke_all(user_id: str, *, reason: str, at_once: bool = True) -> int:
+    """End every open session of a user; returns how many there were.
+
+    `at_once=False`: in the caller's transaction, to stand or fall with it (a first proof
+    of ownership evicting what was set up before it, together with the proof's sign-in).
+    """
     count = _rowcount(db.session.execute(
         update(Session)
         .where(Session.user_id == user_id, Session.revoked_at.is_(None))
         .values(revoked_at=clock.now(), revoked_reason=reason)
     ))
-    db.session.commit()  # at once, whatever the caller does next (see above)
+    if at_once:
+        db.session.commit()  # whatever the caller does next (see above)
     log.info("all sessions revoked user=%s count=%s reason=%s", user_id, count, reason)
     return count
 

@@ -12,6 +12,7 @@ from sqlalchemy import text
 from authserver import config as settings
 from authserver.errors import Problem
 from authserver.extensions import db
+from authserver.transactions import committed
 
 BARRIER_TIMEOUT = 30  # seconds the racers wait for each other at the start line
 JOIN_TIMEOUT = 60  # seconds the test waits for each racer to finish
@@ -38,6 +39,8 @@ def race(
     - Barrier: all threads wait for each other and then run `work()` together. It has a
       timeout, so a racer that never arrives breaks the barrier (the others report
       "BrokenBarrierError") instead of hanging the test run.
+    - `work()` runs as a request's view does, under `@committed`: its writes commit when it
+      returns (or raises a Problem) and roll back on any other error.
     - The session is removed in the thread that used it, returning its connection.
     - Join with a timeout, then assert that every thread finished: a racer stuck on a lock
       fails the test rather than silently dropping out of the count.
@@ -53,7 +56,8 @@ def race(
                 db.session.execute(text("SELECT 1"))
                 db.session.commit()
                 barrier.wait()
-                outcome: Any = work()
+                # As a request would: what `work` did commits at its edge (transactions.py).
+                outcome: Any = committed(work)()
             except Problem as problem:
                 outcome = problem
             except Exception as exc:  # a database error is a real failure: keep its name
