@@ -256,3 +256,35 @@ def test_replicas_starting_together_on_sqlite(tmp_path):
     _schema_matches_models(app)
     with app.app_context():
         db.engine.dispose()
+
+
+def test_a_stuck_migration_lock_times_out_with_a_clear_message(tmp_path, mysql_url):
+    """While another connection holds the lock, `flask db upgrade` waits MIGRATE_LOCK_TIMEOUT
+    seconds, then exits non-zero naming the lock, without touching the schema."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from sqlalchemy.engine import make_url
+
+    url = _fresh_mysql_database(mysql_url, "_stuck")
+    holder = create_engine(url)
+    try:
+        with holder.connect() as conn:
+            name = f"authserver-migrate:{make_url(url).database}"[:64]
+            assert conn.exec_driver_sql(f"SELECT GET_LOCK('{name}', 0)").scalar() == 1
+            root = Path(__file__).resolve().parents[1]
+            env = {**os.environ, "DATABASE_URL": url, "SECRET_KEY": "x" * 48,
+                   "MIGRATE_LOCK_TIMEOUT": "1", "INSTANCE_PATH": str(tmp_path / "instance"),
+                   "PYTHONPATH": str(root)}
+            run = subprocess.run([sys.executable, "-m", "flask", "--app", "authserver", "db",
+                                  "upgrade"], cwd=root, env=env, capture_output=True,
+                                 text=True, timeout=60)
+            assert run.returncode != 0
+            assert "migration lock" in run.stderr and "MIGRATE_LOCK_TIMEOUT" in run.stderr
+            tables = conn.exec_driver_sql("SHOW TABLES").scalars().all()
+            assert tables == []
+    finally:
+        holder.dispose()
+        _drop_mysql_database(url)
