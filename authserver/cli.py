@@ -158,10 +158,13 @@ def prune_keys() -> None:
 @click.command("prune")
 @click.option("--keep-days", default=7, show_default=True,
               help="Keep expired rows this many days before deleting them.")
+@click.option("--batch-size", default=housekeeping.BATCH_SIZE, show_default=True,
+              type=click.IntRange(min=1), help="Rows per DELETE (each batch commits).")
 @committed
-def prune_command(keep_days: int) -> None:
-    """Delete expired codes, links, hand-off codes, cooldowns and ended sessions."""
-    counts = housekeeping.prune(keep_days)
+def prune_command(keep_days: int, batch_size: int) -> None:
+    """Delete expired codes, links, hand-off codes, cooldowns and ended sessions, and
+    refresh tokens rotated longer ago than REFRESH_TOKEN_HISTORY."""
+    counts = housekeeping.prune(keep_days, batch_size)
     click.echo(", ".join(f"{table}: {count}" for table, count in counts.items()))
 
 

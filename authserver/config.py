@@ -88,6 +88,8 @@ class Settings(BaseModel):
     app_name: str = Field("authserver", description="shown in pages, mails and SMS")
     max_content_length: int = Field(64 * 1024, description="largest request body, bytes")
     log_level: str = Field("INFO", description="root log level")
+    migrate_lock_timeout: int = Field(
+        300, description="seconds `flask db upgrade` waits for another process's migration")
     # Tokens
     jwt_issuer: str = Field("", description="iss claim; default: PUBLIC_BASE_URL")
     jwt_audience: str = Field("authserver", description="aud claim expected by resource services")
@@ -97,6 +99,9 @@ class Settings(BaseModel):
                                    description="session / refresh token lifetime, seconds")
     refresh_reuse_grace: int = Field(10,
                                      description="seconds a rotated refresh token may be replayed")
+    refresh_token_history: int = Field(
+        7 * 24 * 3600, description="seconds `flask prune` keeps a rotated refresh token, so "
+        "that its replay still revokes the session")
     handoff_code_ttl: int = Field(60, description="lifetime of the one-time code on redirect_to")
     redirect_allowlist: CommaList = Field(
         default_factory=list, description="origins or URL prefixes redirect_to may point at")
@@ -247,7 +252,8 @@ class Settings(BaseModel):
             raise ValueError("expected seconds between 0 and 30")
         return value
 
-    @field_validator("access_token_ttl", "refresh_token_ttl", "otp_ttl", "magic_link_ttl")
+    @field_validator("access_token_ttl", "refresh_token_ttl", "otp_ttl", "magic_link_ttl",
+                     "refresh_token_history", "migrate_lock_timeout")
     @classmethod
     def _positive(cls, value: int) -> int:
         if value <= 0:

@@ -180,6 +180,42 @@ def _from_http(exc: HTTPException) -> Problem:
     return Problem(status, code, detail, headers=headers)
 
 
+#: What the MySQL/MariaDB error numbers seen in operation mean, for the log line.
+_DB_ERRNOS = {
+    1040: "too many connections",
+    1205: "lock wait timeout",
+    1213: "deadlock",
+    2002: "cannot connect (socket)",
+    2003: "cannot connect",
+    2006: "server has gone away",
+    2013: "lost connection",
+}
+
+
+def db_error_summary(exc: BaseException) -> str:
+    """The class of a database failure and the driver's error number, e.g.
+    "OperationalError: pymysql OperationalError 1213 (deadlock)".
+
+    Never the message: str(exc) holds the statement and its parameters (an e-mail address,
+    a token hash), and even the server's own text can quote a value ("Duplicate entry
+    'ada@example.com'"). The number names the cause without any of that.
+    """
+    summary = type(exc).__name__
+    orig = getattr(exc, "orig", None)
+    if orig is None:
+        return summary
+    driver = type(orig).__module__.split(".")[0]
+    summary += f": {driver} {type(orig).__name__}"
+    args = getattr(orig, "args", ())
+    errno = args[0] if args and isinstance(args[0], int) else None
+    if errno is None:  # sqlite3 keeps its code apart from the message
+        errno = getattr(orig, "sqlite_errorcode", None)
+    if isinstance(errno, int):
+        meaning = _DB_ERRNOS.get(errno) if driver != "sqlite3" else None
+        summary += f" {errno}" + (f" ({meaning})" if meaning else "")
+    return summary
+
+
 def init_app(app: Flask) -> None:
     @app.errorhandler(Problem)
     def handle_problem(exc: Problem) -> Response:
@@ -206,8 +242,9 @@ def init_app(app: Flask) -> None:
     @app.errorhandler(OperationalError)
     @app.errorhandler(PoolTimeoutError)
     def handle_db_down(exc: Exception) -> Response:
-        # Only the class of failure is logged: the message can hold SQL with user input.
-        log.error("database unavailable: %s", type(exc).__name__)
+        # The class and error number only: the message can hold SQL with user input.
+        log.error("database unavailable on %s %s: %s", request.method, request.path,
+                  db_error_summary(exc))
         return problem_response(unavailable("The database is not answering. Try again shortly."))
 
     @app.errorhandler(DBAPIError)
@@ -217,8 +254,8 @@ def init_app(app: Flask) -> None:
             if exc.connection_invalidated:
                 return handle_db_down(exc)
             # str(exc) carries the SQL and its parameters, which may be secrets: name it only.
-            log.error("database error on %s %s: %s (%s)", request.method, request.path,
-                      type(exc).__name__, type(exc.orig).__name__)
+            log.error("database error on %s %s: %s", request.method, request.path,
+                      db_error_summary(exc))
         else:
             log.exception("unhandled error on %s %s", request.method, request.path)
         return problem_response(

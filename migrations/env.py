@@ -1,9 +1,15 @@
 import logging
+import os
+import time
+from contextlib import contextmanager
 from logging.config import fileConfig
 
+import sqlalchemy as sa
 from flask import current_app
 
 from alembic import context
+
+from authserver.config import settings
 
 # this is the Alembic Config object, which provides
 # access to the values within the .ini file in use.
@@ -52,6 +58,82 @@ def get_metadata():
     return target_db.metadata
 
 
+def _lock_timeout():
+    try:
+        return settings().migrate_lock_timeout
+    except (KeyError, RuntimeError):  # an app without authserver's settings
+        return 300
+
+
+@contextmanager
+def migration_lock(connection):
+    """One migration run at a time per database, so that N replicas may start together.
+
+    Without it two processes both read "no alembic_version", both CREATE TABLE, and the
+    slower one exits on "table already exists". Whoever waits runs after the winner and then
+    finds the schema current (Alembic reads the version only after the lock is held).
+
+    MySQL/MariaDB: GET_LOCK, a server-wide named lock held by this connection (it survives
+    the commits of the DDL and dies with the connection if the process does). The name
+    carries the database's name, so two databases on one server don't wait on each other.
+    SQLite: an exclusive flock on "<database file>.migrate-lock" next to the file. Two
+    processes can only share an SQLite database through one file system, so a file lock
+    reaches every one of them; an in-memory database belongs to one process and needs none.
+    """
+    dialect = connection.dialect.name
+    if dialect in ('mysql', 'mariadb'):
+        database = connection.exec_driver_sql('SELECT DATABASE()').scalar() or ''
+        name = f'authserver-migrate:{database}'[:64]  # MySQL's limit on lock names
+        timeout = _lock_timeout()
+        got = connection.execute(sa.text('SELECT GET_LOCK(:name, :timeout)'),
+                                 {'name': name, 'timeout': timeout}).scalar()
+        # End the transaction GET_LOCK began: Alembic must start (and commit) its own, and
+        # must read alembic_version afresh, after the other process's migration committed.
+        connection.commit()
+        if got != 1:
+            raise RuntimeError(f'another process held the migration lock {name!r} for '
+                               f'{timeout}s (MIGRATE_LOCK_TIMEOUT); is a migration stuck?')
+        logger.info('migration lock %r held', name)
+        try:
+            yield
+        finally:
+            try:
+                connection.rollback()  # nothing after a good run; a failed one's leftovers
+                connection.execute(sa.text('SELECT RELEASE_LOCK(:name)'), {'name': name})
+                connection.commit()
+            except sa.exc.DBAPIError:
+                # The connection is gone, and the server dropped its lock with it.
+                logger.warning('could not release the migration lock %r', name)
+        return
+    database = connection.engine.url.database if dialect == 'sqlite' else None
+    if not database or database == ':memory:' or database.startswith('file:'):
+        yield
+        return
+    try:
+        import fcntl
+    except ImportError:  # Windows: no flock; one process there runs migrations by hand
+        yield
+        return
+    timeout = _lock_timeout()
+    path = os.path.abspath(database) + '.migrate-lock'
+    with open(path, 'a') as handle:
+        # The kernel drops a flock when its holder exits, even by kill -9.
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f'another process held the migration lock {path} for '
+                                       f'{timeout}s (MIGRATE_LOCK_TIMEOUT)') from None
+                time.sleep(0.1)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
 def run_migrations_offline():
     """Run migrations in 'offline' mode.
 
@@ -97,7 +179,7 @@ def run_migrations_online():
 
     connectable = get_engine()
 
-    with connectable.connect() as connection:
+    with connectable.connect() as connection, migration_lock(connection):
         context.configure(
             connection=connection,
             target_metadata=get_metadata(),

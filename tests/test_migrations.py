@@ -121,3 +121,170 @@ def test_one_time_codes_migration_keeps_mailed_links_working(tmp_path, mysql_url
             with server.begin() as conn:
                 conn.exec_driver_sql("DROP DATABASE IF EXISTS `" + url.rsplit("/", 1)[1] + "`")
             server.dispose()
+
+
+def _drop_mysql_database(url: str) -> None:
+    from sqlalchemy.engine import make_url
+
+    name = make_url(url).database
+    server = create_engine(url.rsplit("/", 1)[0] + "/")
+    with server.begin() as conn:
+        conn.exec_driver_sql(f"DROP DATABASE IF EXISTS `{name}`")
+    server.dispose()
+
+
+def _schema_matches_models(app) -> None:
+    with app.app_context(), db.engine.connect() as conn:
+        diff = compare_metadata(MigrationContext.configure(conn), db.metadata)
+        assert diff == [], f"migrations differ from models on {conn.dialect.name}: {diff}"
+        assert conn.exec_driver_sql("SELECT version_num FROM alembic_version").scalar() \
+            == "0004"
+
+
+def test_downgrade_to_base_and_up_again(tmp_path, mysql_url):
+    """upgrade → downgrade base → upgrade, with rows in the tables, on MySQL and SQLite.
+
+    MySQL refuses to drop an index a foreign key needs: 0001's downgrade used to drop
+    ix_refresh_tokens_session_id before its table and stopped there.
+    """
+    from datetime import UTC, datetime, timedelta
+
+    now = datetime.now(UTC).replace(tzinfo=None, microsecond=0)
+    later = now + timedelta(days=1)
+    for url in ("sqlite:///" + str(tmp_path / "roundtrip.db"),
+                _fresh_mysql_database(mysql_url, "_round")):
+        try:
+            _round_trip(tmp_path, url, now, later)
+        finally:
+            if url.startswith("mysql"):
+                _drop_mysql_database(url)
+
+
+def _round_trip(tmp_path, url: str, now, later) -> None:
+    from flask_migrate import downgrade
+    from sqlalchemy import text
+
+    app = create_app(base_config(tmp_path, url))
+    with app.app_context():
+        upgrade()
+        # A row in every table a downgrade moves, rewrites or drops around a foreign key.
+        with db.engine.begin() as conn:
+            stamp = {"now": now, "later": later}
+            conn.execute(text(
+                "INSERT INTO users (id, email, disabled, created_at, updated_at) "
+                "VALUES ('u1', 'ada@example.com', 0, :now, :now)"), stamp)
+            conn.execute(text("INSERT INTO roles (id, name) VALUES (1, 'admin')"))
+            conn.execute(text("INSERT INTO user_roles (user_id, role_id) VALUES ('u1', 1)"))
+            conn.execute(text(
+                "INSERT INTO sessions (id, user_id, amr, client, created_at, last_used_at, "
+                "expires_at) VALUES ('s1', 'u1', 'pwd', 'api', :now, :now, :later)"), stamp)
+            conn.execute(text(
+                "INSERT INTO refresh_tokens (id, session_id, token_hash, created_at, "
+                "expires_at, rotated_at) VALUES (1, 's1', 'h1', :now, :later, :now)"), stamp)
+            conn.execute(text(
+                "INSERT INTO refresh_tokens (id, session_id, token_hash, parent_id, "
+                "created_at, expires_at) VALUES (2, 's1', 'h2', 1, :now, :later)"), stamp)
+            conn.execute(text(
+                "INSERT INTO one_time_codes (id, purpose, channel, subject, code_hash, "
+                "attempts, created_at, expires_at) VALUES ('c1', 'sign_in_email', 'email', "
+                "'ada@example.com', 'x', 0, :now, :later)"), stamp)
+            conn.execute(text(
+                "INSERT INTO handoff_codes (code_hash, user_id, challenge_id, amr, "
+                "redirect_to, created_at, expires_at) VALUES ('hc1', NULL, 'c1', 'email', "
+                "'myapp://auth', :now, :later)"), stamp)
+            conn.execute(text(
+                "INSERT INTO handoff_codes (code_hash, user_id, amr, redirect_to, "
+                "created_at, expires_at) VALUES ('hc2', 'u1', 'pwd', 'myapp://auth', "
+                ":now, :later)"), stamp)
+            conn.execute(text(
+                "INSERT INTO counters (`key`, count, started_at) VALUES ('k', 1, :now)"),
+                stamp)
+        downgrade(revision="base")
+        with db.engine.connect() as conn:
+            assert set(inspect(conn).get_table_names()) <= {"alembic_version"}
+        upgrade()
+        downgrade(revision="0001")  # and once more through 0002's data move, empty
+        upgrade()
+        db.engine.dispose()
+    _schema_matches_models(app)
+    with app.app_context():
+        db.engine.dispose()
+
+
+def _concurrent_upgrades(tmp_path, url: str, processes: int) -> list[tuple[int, str]]:
+    """`flask db upgrade` started `processes` times at once, as replicas do."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    env = {**os.environ, "DATABASE_URL": url, "SECRET_KEY": "x" * 48,
+           "INSTANCE_PATH": str(tmp_path / "instance"), "PYTHONPATH": str(root)}
+    flask = [sys.executable, "-m", "flask", "--app", "authserver", "db", "upgrade"]
+    started = [subprocess.Popen(flask, cwd=root, env=env, stdout=subprocess.PIPE,
+                                stderr=subprocess.STDOUT, text=True)
+               for _ in range(processes)]
+    return [(proc.wait(timeout=120), proc.stdout.read() if proc.stdout else "")
+            for proc in started]
+
+
+def test_replicas_starting_together_all_migrate(tmp_path, mysql_url):
+    """Four `flask db upgrade` at once on one fresh MariaDB database: all exit 0 and the
+    schema is the models'. Without the GET_LOCK in migrations/env.py all but one died on
+    "Table 'magic_links' already exists"."""
+    url = _fresh_mysql_database(mysql_url, "_replicas")
+    try:
+        results = _concurrent_upgrades(tmp_path, url, 4)
+        for code, output in results:
+            assert code == 0, output
+            assert "migration lock 'authserver-migrate:" in output
+        app = create_app(base_config(tmp_path, url))
+        _schema_matches_models(app)
+        with app.app_context():
+            db.engine.dispose()
+    finally:
+        _drop_mysql_database(url)
+
+
+def test_replicas_starting_together_on_sqlite(tmp_path):
+    """The same on SQLite: a file lock next to the database file serialises them."""
+    url = "sqlite:///" + str(tmp_path / "replicas.db")
+    for code, output in _concurrent_upgrades(tmp_path, url, 4):
+        assert code == 0, output
+    app = create_app(base_config(tmp_path, url))
+    _schema_matches_models(app)
+    with app.app_context():
+        db.engine.dispose()
+
+
+def test_a_stuck_migration_lock_times_out_with_a_clear_message(tmp_path, mysql_url):
+    """While another connection holds the lock, `flask db upgrade` waits MIGRATE_LOCK_TIMEOUT
+    seconds, then exits non-zero naming the lock, without touching the schema."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from sqlalchemy.engine import make_url
+
+    url = _fresh_mysql_database(mysql_url, "_stuck")
+    holder = create_engine(url)
+    try:
+        with holder.connect() as conn:
+            name = f"authserver-migrate:{make_url(url).database}"[:64]
+            assert conn.exec_driver_sql(f"SELECT GET_LOCK('{name}', 0)").scalar() == 1
+            root = Path(__file__).resolve().parents[1]
+            env = {**os.environ, "DATABASE_URL": url, "SECRET_KEY": "x" * 48,
+                   "MIGRATE_LOCK_TIMEOUT": "1", "INSTANCE_PATH": str(tmp_path / "instance"),
+                   "PYTHONPATH": str(root)}
+            run = subprocess.run([sys.executable, "-m", "flask", "--app", "authserver", "db",
+                                  "upgrade"], cwd=root, env=env, capture_output=True,
+                                 text=True, timeout=60)
+            assert run.returncode != 0
+            assert "migration lock" in run.stderr and "MIGRATE_LOCK_TIMEOUT" in run.stderr
+            tables = conn.exec_driver_sql("SHOW TABLES").scalars().all()
+            assert tables == []
+    finally:
+        holder.dispose()
+        _drop_mysql_database(url)
