@@ -85,7 +85,7 @@ class Settings(BaseModel):
     database_connect_timeout: float = Field(
         2.0, description="MySQL: seconds to wait for a TCP connection to the database")
     database_read_timeout: float = Field(
-        3.0, description="MySQL: seconds to wait for any one answer (handshake, statement); "
+        2.5, description="MySQL: seconds to wait for any one answer (handshake, statement); "
                          "raise it for a long migration")
     database_lock_wait_timeout: int = Field(
         2, description="MySQL: seconds a statement waits for a row lock (per session)")
@@ -431,7 +431,7 @@ def engine_options(url: str) -> dict[str, Any]:
             "pool_recycle": 280,
             # Bounded waits so a dead database answers 503 instead of hanging a worker;
             # Settings.flask_config puts the DATABASE_*_TIMEOUT settings over these.
-            "connect_args": {"connect_timeout": 2, "read_timeout": 3, "write_timeout": 3,
+            "connect_args": {"connect_timeout": 2, "read_timeout": 2.5, "write_timeout": 2.5,
                              "charset": "utf8mb4"},
         }
     if url.startswith("sqlite"):
