@@ -82,6 +82,15 @@ class Settings(BaseModel):
 
     # Core
     database_url: str = Field("", description="SQLAlchemy URL; default: SQLite in instance/")
+    database_connect_timeout: float = Field(
+        2.0, description="MySQL: seconds to wait for a TCP connection to the database")
+    database_read_timeout: float = Field(
+        2.5, description="MySQL: seconds to wait for any one answer (handshake, statement); "
+                         "raise it for a long migration")
+    database_lock_wait_timeout: int = Field(
+        2, description="MySQL: seconds a statement waits for a row lock (per session)")
+    database_pool_timeout: float = Field(
+        2.0, description="seconds to wait for a free pooled connection")
     secret_key: str = Field("", description="signs cookies and links, encrypts keys at rest")
     public_base_url: str = Field("http://localhost:5000",
                                  description="the origin mailed links point at")
@@ -165,6 +174,9 @@ class Settings(BaseModel):
     # Limits
     ratelimit_storage_uri: str = Field("memory://", description="memory:// or redis://host:port/db")
     ratelimit_enabled: bool = Field(True, description="turn every limit off (load tests only)")
+    ratelimit_storage_timeout: float = Field(
+        0.5, description="seconds to wait for the Redis limit store before counting in this "
+                         "process's memory until it is back")
     signin_limit_per_ip: Rate = Field("30/minute", description="password sign-ins per client IP")
     signin_limit_per_account: Rate = Field("10/minute;50/hour",
                                            description="sign-ins per e-mail address")
@@ -252,6 +264,21 @@ class Settings(BaseModel):
             raise ValueError("expected seconds between 0 and 30")
         return value
 
+    @field_validator("database_connect_timeout", "database_read_timeout",
+                     "database_pool_timeout", "ratelimit_storage_timeout")
+    @classmethod
+    def _wait(cls, value: float) -> float:
+        if not 0 < value <= 3600:
+            raise ValueError("expected seconds between 0 and 3600")
+        return value
+
+    @field_validator("database_lock_wait_timeout")
+    @classmethod
+    def _lock_wait(cls, value: int) -> int:
+        if not 1 <= value <= 3600:
+            raise ValueError("expected whole seconds between 1 and 3600")
+        return value
+
     @field_validator("access_token_ttl", "refresh_token_ttl", "otp_ttl", "magic_link_ttl",
                      "refresh_token_history", "migrate_lock_timeout")
     @classmethod
@@ -307,7 +334,10 @@ class Settings(BaseModel):
         config = {name.upper(): value for name, value in self.model_dump().items()}
         config.update(
             SQLALCHEMY_DATABASE_URI=self.database_url,
-            SQLALCHEMY_ENGINE_OPTIONS=engine_options(self.database_url),
+            SQLALCHEMY_ENGINE_OPTIONS=self._bounded(engine_options(self.database_url)),
+            RATELIMIT_STORAGE_OPTIONS=storage_options(self.ratelimit_storage_uri,
+                                                      self.ratelimit_storage_timeout),
+            RATELIMIT_IN_MEMORY_FALLBACK_ENABLED=True,
             RATELIMIT_HEADERS_ENABLED=False,  # Retry-After goes on 429s only
             SESSION_COOKIE_HTTPONLY=True,
             SESSION_COOKIE_SAMESITE="Lax",
@@ -315,6 +345,33 @@ class Settings(BaseModel):
             WTF_CSRF_TIME_LIMIT=None,  # the token lives as long as the cookie session
         )
         return config
+
+    def _bounded(self, options: dict[str, Any]) -> dict[str, Any]:
+        """`options` with every database wait bounded by the DATABASE_*_TIMEOUT settings, so a
+        hung database answers 503 in seconds instead of holding a worker thread."""
+        options = dict(options)
+        if self.database_url.startswith("mysql"):
+            options.setdefault("pool_timeout", self.database_pool_timeout)
+            options["connect_args"] = {
+                **options.get("connect_args", {}),
+                "connect_timeout": self.database_connect_timeout,
+                # pymysql reads the server's handshake with read_timeout too.
+                "read_timeout": self.database_read_timeout,
+                "write_timeout": self.database_read_timeout,
+                # Server side: a statement behind a lock fails cleanly (1205) before the
+                # client gives up on it.
+                "init_command": "SET SESSION innodb_lock_wait_timeout = "
+                                f"{int(self.database_lock_wait_timeout)}",
+            }
+        return options
+
+
+def storage_options(uri: str, timeout: float) -> dict[str, Any]:
+    """Options for the rate-limit storage: short socket timeouts on Redis, so a down or hung
+    store costs a request at most `timeout` before limits are counted in memory."""
+    if uri.startswith(("redis://", "rediss://", "redis+unix://", "valkey://", "valkeys://")):
+        return {"socket_connect_timeout": timeout, "socket_timeout": timeout}
+    return {}
 
 
 #: Where create_app keeps the app's Settings (services.py puts them there).
@@ -378,8 +435,9 @@ def engine_options(url: str) -> dict[str, Any]:
         return {
             "pool_pre_ping": True,
             "pool_recycle": 280,
-            # Bounded waits so a dead database answers 503 instead of hanging a worker.
-            "connect_args": {"connect_timeout": 3, "read_timeout": 10, "write_timeout": 10,
+            # Bounded waits so a dead database answers 503 instead of hanging a worker;
+            # Settings.flask_config puts the DATABASE_*_TIMEOUT settings over these.
+            "connect_args": {"connect_timeout": 2, "read_timeout": 2.5, "write_timeout": 2.5,
                              "charset": "utf8mb4"},
         }
     if url.startswith("sqlite"):

@@ -3,14 +3,19 @@
 from __future__ import annotations
 
 import ipaddress
+import logging
+import time
 
-from flask import request
-from flask_limiter import Limiter
+import flask_limiter
+from flask import Flask, request
 from flask_migrate import Migrate
 from flask_sqlalchemy import SQLAlchemy
 from flask_wtf.csrf import CSRFProtect
+from limits.strategies import RateLimiter
 from sqlalchemy import MetaData
 from sqlalchemy.orm import DeclarativeBase
+
+log = logging.getLogger("authserver.ratelimits")
 
 # Stable constraint names so Alembic migrations are the same on MySQL and SQLite.
 NAMING_CONVENTION = {
@@ -52,10 +57,74 @@ class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING_CONVENTION)
 
 
+class Limiter(flask_limiter.Limiter):
+    """Flask-Limiter, with its in-memory fallback serving every count, not just route limits.
+
+    When the storage (Redis) fails, Flask-Limiter switches its route limits to a per-process
+    memory storage (RATELIMIT_IN_MEMORY_FALLBACK_ENABLED, set in config.py); ratelimits.py
+    counts through `strategy()` and reports failures to `storage_failed`, so the limits flows
+    check by hand fall back the same way instead of answering 500. One warning per outage;
+    the storage is tried again every RETRY_INTERVAL seconds (Flask-Limiter tries too, with
+    its own backoff) and counting returns to it once it answers. `/readyz` reads `degraded`.
+    """
+
+    #: Seconds between tries of a storage that failed.
+    RETRY_INTERVAL = 5.0
+
+    def init_app(self, app: Flask) -> None:
+        self._storage_options = {}  # this app's RATELIMIT_STORAGE_OPTIONS, not the last one's
+        super().init_app(app)
+        # One limiter serves every app this process builds (tests build many): a new app's
+        # storage starts out trusted.
+        self._storage_dead = False
+        self._last_try = 0.0
+
+    @property
+    def degraded(self) -> bool:
+        """Counting in this process's memory because the storage failed."""
+        return bool(self._in_memory_fallback_enabled and self._storage_dead)
+
+    def strategy(self) -> RateLimiter:
+        """The strategy to count with now: the storage's, or the fallback while it is down."""
+        if self.degraded and time.monotonic() - self._last_try > self.RETRY_INTERVAL:
+            self.probe()
+        return self.limiter
+
+    def probe(self) -> bool:
+        """Ask the storage whether it answers (bounded by its timeouts); track the outage."""
+        self._last_try = time.monotonic()
+        try:
+            healthy = bool(self.storage.check())
+        except Exception:
+            healthy = False
+        if healthy and self._storage_dead:
+            self._storage_dead = False
+            log.warning("rate-limit storage answers again: counting there again")
+        elif not healthy and self._in_memory_fallback_enabled and not self._storage_dead:
+            self._outage("no answer")
+        return healthy
+
+    def storage_failed(self, exc: Exception) -> None:
+        """A storage call raised `exc`: count in memory from now on (or re-raise `exc` when
+        there is no fallback)."""
+        if not self._in_memory_fallback_enabled:
+            raise exc
+        self._last_try = time.monotonic()
+        if not self._storage_dead:
+            self._outage(type(exc).__name__)
+
+    def _outage(self, reason: str) -> None:
+        self._storage_dead = True
+        # Once per outage, and without a traceback: the state matters, not the stack.
+        log.warning("rate-limit storage unreachable (%s): counting limits in this process's "
+                    "memory until it answers again", reason)
+
+
 db = SQLAlchemy(model_class=Base)
 migrate = Migrate()
 csrf = CSRFProtect()
 #: Moving windows: a limit of N per window holds over *any* window of that length, so a
 #: client can't spend N at the end of one fixed window and N more at the start of the next.
 #: Memory and Redis storages both support it; ratelimits.check/count use this same strategy.
-limiter = Limiter(key_func=ip_key, strategy="moving-window")
+#: When the storage fails, counting goes on in this process's memory (see Limiter above).
+limiter = Limiter(key_func=ip_key, strategy="moving-window", in_memory_fallback_enabled=True)

@@ -4,12 +4,15 @@ Private keys are stored encrypted with a Fernet key derived (HKDF) from SECRET_K
 database dump alone cannot mint tokens. Every process keeps the keys it has loaded in memory:
 verifying a token costs no database query unless its `kid` is new to this process (a key
 rotated in by another worker), and such a miss reloads at most once a second so
-forged `kid`s cannot turn into a query per request.
+forged `kid`s cannot turn into a query per request. When such a reload (or the JWKS's) fails
+because the database is down, the keys loaded last keep serving: the JWKS still answers and
+tokens with a known `kid` still verify, so services can check tokens offline during an outage.
 """
 
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import logging
 import secrets
@@ -26,6 +29,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes, PublicKeyTypes
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from sqlalchemy import select
+from sqlalchemy.exc import SQLAlchemyError
 
 from authserver import clock
 from authserver.extensions import db
@@ -35,6 +39,7 @@ log = logging.getLogger("authserver.keys")
 
 RELOAD_INTERVAL = 1.0  # seconds between database reloads caused by unknown kids
 REFRESH_INTERVAL = 60.0  # seconds before a signer re-reads which key is active (rotation)
+STALE_RETRY = 10.0  # seconds between reload tries while the database is failing
 
 
 @dataclass(frozen=True)
@@ -100,6 +105,7 @@ class KeyRing:
         self._active: LoadedKey | None = None
         self._lock = threading.Lock()
         self._last_reload = 0.0
+        self._stale = False  # the last reload failed: serving the keys loaded before it
 
     # -- loading ------------------------------------------------------------------------
     def _load_row(self, row: SigningKey) -> LoadedKey:
@@ -140,6 +146,26 @@ class KeyRing:
             self._keys = keys
             self._active = active
             self._last_reload = time.monotonic()
+        if self._stale:
+            self._stale = False
+            log.warning("signing keys reloaded from the database again")
+
+    def _reload_or_keep(self) -> None:
+        """reload(); when the database fails and keys are loaded, keep serving those (logged
+        once per outage; the next try waits RELOAD_INTERVAL). With no keys loaded, raise."""
+        try:
+            self.reload()
+        except SQLAlchemyError as exc:
+            if not self._keys:
+                raise
+            with contextlib.suppress(SQLAlchemyError):
+                db.session.rollback()
+            with self._lock:  # a hung database must not cost every second request its timeout
+                self._last_reload = time.monotonic() + STALE_RETRY - RELOAD_INTERVAL
+            if not self._stale:
+                self._stale = True
+                log.warning("cannot reload signing keys (%s): serving the %d keys loaded "
+                            "before", type(exc).__name__, len(self._keys))
 
     # -- use ------------------------------------------------------------------------------
     def active(self) -> LoadedKey:
@@ -156,7 +182,7 @@ class KeyRing:
         """The key for a token's `kid`, or None. A miss reloads, at most once per interval."""
         key = self._keys.get(kid)
         if key is None and time.monotonic() - self._last_reload > RELOAD_INTERVAL:
-            self.reload()
+            self._reload_or_keep()
             key = self._keys.get(kid)
         return key
 
@@ -164,7 +190,7 @@ class KeyRing:
         if not self._keys:
             self.active()
         elif time.monotonic() - self._last_reload > RELOAD_INTERVAL:
-            self.reload()  # pick up keys rotated in by other workers
+            self._reload_or_keep()  # pick up keys rotated in by other workers
         return {"keys": [k.public_jwk for k in self._keys.values() if k.public_jwk]}
 
     # -- management -------------------------------------------------------------------------

@@ -7,14 +7,15 @@ from datetime import timedelta
 from typing import Any
 
 from flask import Blueprint, Response, current_app
-from sqlalchemy import text
+from sqlalchemy import Engine, create_engine, text
+from sqlalchemy.pool import NullPool
 
 from authserver import clock
 from authserver.api.endpoint import Operation, endpoint
 from authserver.config import settings
 from authserver.errors import ErrorCode as E
 from authserver.errors import Problem, unavailable
-from authserver.extensions import db
+from authserver.extensions import db, limiter
 from authserver.keys import keyring
 from authserver.openapi import document
 from authserver.schemas.responses import Health, Jwks, OpenApiDocument, Ready
@@ -23,21 +24,61 @@ bp = Blueprint("meta", __name__)
 
 
 @bp.get("/healthz")
-@endpoint(summary="Liveness: the process runs", tag="meta", response=Health)
+@endpoint(summary="Liveness: the process runs (waits on nothing)", tag="meta", response=Health)
 def healthz() -> Health:
     return Health(status="ok")
 
 
-@bp.get("/readyz")
-@endpoint(summary="Readiness: the database answers", tag="meta", response=Ready,
-          errors={503: [E.SERVICE_UNAVAILABLE]})
-def readyz() -> Ready:
+#: Seconds the readiness probe waits for the database (connect, handshake, SELECT 1 each), so
+#: /readyz answers within about 2 s even when the database hangs.
+PROBE_TIMEOUT = 1
+_PROBE_ENGINE = "authserver.readyz_engine"
+
+
+def _probe_engine() -> Engine | None:
+    """A MySQL engine of its own for /readyz: a fresh connection per probe with one-second
+    timeouts, never the app's pool (whose waits are longer, and which a hung database may
+    have filled). None on other databases (SQLite: the app's session is local and quick)."""
+    if _PROBE_ENGINE not in current_app.extensions:
+        url = db.engine.url
+        engine = None
+        if url.get_backend_name() == "mysql":
+            engine = create_engine(url, poolclass=NullPool, connect_args={
+                "connect_timeout": PROBE_TIMEOUT, "read_timeout": PROBE_TIMEOUT,
+                "write_timeout": PROBE_TIMEOUT, "charset": "utf8mb4"})
+        current_app.extensions[_PROBE_ENGINE] = engine
+    engine = current_app.extensions[_PROBE_ENGINE]
+    return engine if isinstance(engine, Engine) else None
+
+
+def _database_answers() -> bool:
+    engine = _probe_engine()
     try:
-        db.session.execute(text("SELECT 1"))
+        if engine is None:
+            db.session.execute(text("SELECT 1"))
+        else:
+            with engine.connect() as connection:
+                connection.execute(text("SELECT 1"))
     except Exception:
-        db.session.rollback()
-        raise unavailable("The database is not answering.", retry_after=5) from None
-    return Ready(status="ready")
+        if engine is None:
+            db.session.rollback()
+        return False
+    return True
+
+
+@bp.get("/readyz")
+@endpoint(summary="Readiness: the database answers (and which other dependency is down)",
+          tag="meta", response=Ready, errors={503: [E.SERVICE_UNAVAILABLE]})
+def readyz() -> Ready:
+    """503 when the database does not answer within a second or so: nothing works without it.
+    A down rate-limit store (Redis) is 200 `degraded`: sign-in still works, with limits
+    counted in each process's memory until the store answers again."""
+    if not _database_answers():
+        raise unavailable("The database is not answering.", retry_after=5)
+    degraded: list[Any] = []
+    if settings().ratelimit_enabled and not limiter.probe():
+        degraded.append("rate_limit_store")
+    return Ready(status="degraded" if degraded else "ready", degraded=degraded)
 
 
 # Resource servers cache this; five minutes lets a rotated-in key appear quickly.

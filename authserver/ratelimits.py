@@ -26,10 +26,12 @@ import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from operator import methodcaller
+from typing import Any, TypeVar
 
 from flask import Response, after_this_request, g, has_request_context
 from limits import RateLimitItem, parse_many
+from limits.strategies import RateLimiter
 
 from authserver import counters
 from authserver.config import Settings, settings
@@ -105,6 +107,24 @@ def _key(limit: Limit, key: str) -> str:
     return ip_key(key) if limit.per_ip else key
 
 
+T = TypeVar("T")
+
+
+def _counted(call: Callable[[RateLimiter], T]) -> T:
+    """`call` with the strategy that counts now; if the storage (Redis) fails, again with the
+    per-process in-memory fallback: a down limit store costs nobody a sign-in, and a count
+    recorded after a successful send never turns that success into an error."""
+    strategy = limiter.strategy()
+    try:
+        return call(strategy)
+    except Exception as exc:
+        limiter.storage_failed(exc)  # re-raises when there is no fallback
+        fallback = limiter.limiter
+        if fallback is strategy:
+            raise
+        return call(fallback)
+
+
 def check(limit: Limit, key: str) -> None:
     """Raise 429 (with Retry-After) if one more hit would pass `limit`; count nothing.
 
@@ -117,10 +137,9 @@ def check(limit: Limit, key: str) -> None:
     if limit.shared:
         _take_shared(limit, key)
         return
-    strategy = limiter.limiter
     for item in _items(limit):
-        if not strategy.test(item, limit.name, key):
-            stats = strategy.get_window_stats(item, limit.name, key)
+        if not _counted(methodcaller("test", item, limit.name, key)):
+            stats = _counted(methodcaller("get_window_stats", item, limit.name, key))
             retry = max(1, math.ceil(stats.reset_time - time.time()))
             raise rate_limited(retry, limit.detail)
 
@@ -134,7 +153,7 @@ def count(limit: Limit, key: str) -> None:
         _confirm_shared(limit, key)
         return
     for item in _items(limit):
-        limiter.limiter.hit(item, limit.name, key)
+        _counted(methodcaller("hit", item, limit.name, key))
 
 
 def hit(limit: Limit, key: str) -> None:
@@ -151,7 +170,7 @@ def reset(limit: Limit, key: str) -> None:
         if limit.shared:
             counters.clear_windows(f"{limit.name}:{key}", item.get_expiry())
         else:
-            limiter.limiter.clear(item, limit.name, key)
+            _counted(methodcaller("clear", item, limit.name, key))
 
 
 # -- shared limits: counted in the database --------------------------------------------------

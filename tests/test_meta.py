@@ -11,7 +11,7 @@ from tests.helpers import problem
 
 def test_healthz_and_readyz(client):
     assert client.get("/healthz").status_code == 200
-    assert client.get("/readyz").get_json() == {"status": "ready"}
+    assert client.get("/readyz").get_json() == {"status": "ready", "degraded": []}
 
 
 @pytest.mark.parametrize("database_url", [

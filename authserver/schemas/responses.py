@@ -105,7 +105,12 @@ class Health(ResponseBody):
 
 
 class Ready(ResponseBody):
-    status: Literal["ready"]
+    #: "degraded": serving, with a dependency down that sign-in does not need (see `degraded`).
+    status: Literal["ready", "degraded"]
+    degraded: list[Literal["rate_limit_store"]] = Field(
+        default_factory=list,
+        description="dependencies that are down while the server still serves: "
+                    "`rate_limit_store` (Redis; limits are counted per process meanwhile)")
 
 
 class OpenApiDocument(RootModel[dict[str, Any]]):
