@@ -52,7 +52,7 @@ from authserver.errors import Problem, rate_limited, unavailable
 from authserver.extensions import client_ip, db
 from authserver.models import Counter, OneTimeCode
 from authserver.models.base import new_id
-from authserver.senders.base import RecipientRejected, SenderUnavailable
+from authserver.senders.base import RecipientRejected, SenderUnavailable, SendOutcomeUnknown
 
 log = logging.getLogger("authserver.codes")
 
@@ -279,6 +279,11 @@ def send(purpose: Purpose, subject: str, deliver: Callable[[str, str | None], No
 
     try:
         deliver(challenge_id, code)
+    except SendOutcomeUnknown:
+        # Handed over whole, answer lost: the message most likely arrived, so it counts as
+        # sent (row, cooldown and limits kept); a delete would make it answer 401 and a
+        # second send would be a second paid message.
+        log.warning("%s sent, provider's answer lost id=%s", purpose.name, challenge_id)
     except BaseException as exc:
         # Nobody can know this code, but drop the row anyway so nothing usable stays.
         db.session.rollback()

@@ -171,6 +171,10 @@ class Settings(BaseModel):
     smtp_timeout: float = Field(10.0, description="seconds to wait for the SMTP server")
     mail_from: str = "authserver <no-reply@localhost>"
     outbox_dir: str = Field("", description="file backends' folder; default: instance/outbox")
+    send_concurrency: int = Field(
+        2, ge=1, description="SMS sends (and e-mails) a process may wait on at once, per "
+                             "channel; more at once answer 503 (a hung provider can't take "
+                             "every thread)")
     # Limits
     ratelimit_storage_uri: str = Field("memory://", description="memory:// or redis://host:port/db")
     ratelimit_enabled: bool = Field(True, description="turn every limit off (load tests only)")

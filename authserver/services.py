@@ -19,6 +19,7 @@ from authserver import phones
 from authserver.config import EXTENSION_KEY, ConfigError, Settings, load, settings
 from authserver.keys import KeyRing
 from authserver.senders.email import EmailSender, build_email_sender
+from authserver.senders.gate import GatedEmailSender, GatedSmsSender, SendGate
 from authserver.senders.sms import SmsSender, build_sms_sender
 
 log = logging.getLogger("authserver.services")
@@ -51,8 +52,11 @@ def init_app(app: Flask, settings: Settings) -> None:
     """Build every service from `settings`; a misconfigured backend stops the app here."""
     config = settings.flask_config()
     try:
-        sms = build_sms_sender(config)
-        email = build_email_sender(config)
+        # Gated: a hung provider holds at most SEND_CONCURRENCY of this process's threads.
+        sms: SmsSender = GatedSmsSender(build_sms_sender(config),
+                                        SendGate("sms", settings.send_concurrency))
+        email: EmailSender = GatedEmailSender(build_email_sender(config),
+                                              SendGate("email", settings.send_concurrency))
     except ValueError as exc:
         raise ConfigError(str(exc)) from exc
     numbers = _test_numbers(settings)

@@ -1,7 +1,9 @@
 """What SMS and e-mail backends share: the error types flows catch, and the outbox writer.
 
-Flows only ever see three exceptions: `SenderUnavailable` (answer 503 service_unavailable),
-`RecipientRejected` (answer 422) and their base `SendError`. Their messages are our own short
+Flows only ever see these exceptions: `SenderUnavailable` (answer 503 service_unavailable),
+`RecipientRejected` (answer 422), their base `SendError`, and `SendOutcomeUnknown`, the
+`SenderUnavailable` raised when the message was handed over and the provider's answer lost
+(codes.send treats it as sent). Their messages are our own short
 text, safe to log and to show; the provider's raw text, URLs (which carry account SIDs) and
 credentials never reach them. The provider's error code and HTTP/SMTP status are kept as
 attributes for logging.
@@ -39,6 +41,18 @@ class SendError(Exception):
 
 class SenderUnavailable(SendError):
     """The provider is down, slow, refusing us, or misconfigured: flows answer 503."""
+
+
+class SendOutcomeUnknown(SenderUnavailable):
+    """The message was handed over whole, then the provider's answer was lost.
+
+    Twilio got the full request and the read timed out or the connection dropped; the SMTP
+    server got the message and its final dot, then never answered. The provider most likely
+    delivered it, so codes.send keeps the code and the resend cooldown (a second send would
+    be a second paid text, and deleting the code would make the delivered one answer 401).
+    A plain SenderUnavailable, by contrast, means nothing went out. Everything that does not
+    know this subclass still sees a SenderUnavailable: the cautious reading.
+    """
 
 
 class RecipientRejected(SendError):

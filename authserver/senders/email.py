@@ -24,6 +24,7 @@ from authserver.senders.base import (
     Outbox,
     RecipientRejected,
     SenderUnavailable,
+    SendOutcomeUnknown,
     as_bool,
     require,
 )
@@ -96,6 +97,7 @@ class SmtpEmailSender:
 
     def send(self, to: str, subject: str, text: str, html: str | None) -> None:
         msg = self.build_message(to, subject, text, html)
+        smtp: _Tracking | None = None
         try:
             smtp = self._connect()
             try:
@@ -126,18 +128,53 @@ class SmtpEmailSender:
                 "mail server refused the message", provider_code=exc.smtp_code
             ) from None
         except (smtplib.SMTPException, OSError) as exc:
+            if smtp is not None and smtp.handed_over:
+                # The whole message and its final dot went out, then the server's answer
+                # never came (timeout, dropped connection): it most likely took the message.
+                log.warning("SMTP server took the message, its answer was lost: %s",
+                            type(exc).__name__)
+                raise SendOutcomeUnknown("mail server did not confirm the message") from None
             # Refused connection, DNS failure, timeout, TLS failure, dropped connection,
             # STARTTLS or AUTH not offered. The cause's text can name hosts; keep it out.
             log.warning("SMTP server unreachable: %s", type(exc).__name__)
             raise SenderUnavailable("mail server unreachable") from None
 
-    def _connect(self) -> smtplib.SMTP:
+    def _connect(self) -> _Tracking:
         if self.implicit_tls:
-            return smtplib.SMTP_SSL(
+            return _TrackingSSL(
                 self.host, self.port, timeout=self.timeout,
                 context=ssl.create_default_context(),
             )
-        return smtplib.SMTP(self.host, self.port, timeout=self.timeout)
+        return _Tracking(self.host, self.port, timeout=self.timeout)
+
+
+class _Tracking(smtplib.SMTP):
+    """Knows whether the message itself went out: the line between "nothing was sent" and
+    "sent, answer lost", which smtplib's exceptions alone don't draw.
+
+    `data()` sends the DATA command (a str), waits for 354, then sends the quoted message
+    ending in CRLF.CRLF (bytes) in one `send()`; once that returns, the server holds a
+    complete message and may deliver it whatever happens next.
+    """
+
+    handed_over = False
+    _in_data = False
+
+    def data(self, msg: Any) -> tuple[int, bytes]:
+        self._in_data = True
+        try:
+            return super().data(msg)
+        finally:
+            self._in_data = False
+
+    def send(self, s: Any) -> None:
+        super().send(s)
+        if self._in_data and isinstance(s, bytes | bytearray):
+            self.handed_over = True
+
+
+class _TrackingSSL(_Tracking, smtplib.SMTP_SSL):
+    pass
 
 
 def recipient_address(to: str) -> Address:

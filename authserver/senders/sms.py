@@ -8,7 +8,9 @@
 
 The Twilio backends use the official SDK pointed at TWILIO_API_BASE_URL /
 TWILIO_VERIFY_BASE_URL, with a bounded timeout (SMS_PROVIDER_TIMEOUT) and no retries, so a
-slow provider turns into SenderUnavailable instead of a hung worker or a duplicate text.
+slow provider turns into SenderUnavailable instead of a hung worker or a duplicate text, or,
+when the request had reached Twilio whole before the answer was lost, SendOutcomeUnknown
+(the text is most likely on its way; see handover.py).
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from authserver.senders.base import (
     Outbox,
     RecipientRejected,
     SenderUnavailable,
+    SendOutcomeUnknown,
     require,
 )
 
@@ -106,7 +109,7 @@ class TwilioSmsSender(_WeSendCodes):
 
     def send(self, to: str, text: str) -> None:
         # The SDK drops None values, so only the configured sender identity is sent.
-        with _twilio_errors("send the SMS"):
+        with _twilio_errors("send the SMS", delivers=True):
             self.client.messages.create(
                 to=to,
                 body=text,
@@ -134,7 +137,7 @@ class TwilioVerifySmsSender:
         self.messenger.send(to, text)
 
     def start_verification(self, to: str) -> None:
-        with _twilio_errors("start the verification"):
+        with _twilio_errors("start the verification", delivers=True):
             self._service().verifications.create(to=to, channel="sms")
 
     def check_verification(self, to: str, code: str) -> bool:
@@ -153,23 +156,34 @@ class TwilioVerifySmsSender:
 
 
 @contextmanager
-def _twilio_errors(action: str) -> Iterator[None]:
+def _twilio_errors(action: str, *, delivers: bool = False) -> Iterator[None]:
     """Turn SDK and transport failures into our two error types, with our own wording.
 
+    `delivers`: the call sends a text; a transport failure after the request reached Twilio
+    whole is then SendOutcomeUnknown (answer lost) rather than SenderUnavailable.
     The causes are dropped (`from None`): their text carries request URLs with the account
     SID, the phone number and Twilio's raw message. Status and Twilio code are kept.
     """
     from requests.exceptions import RequestException
     from twilio.base.exceptions import TwilioException
 
+    from authserver.senders import handover
+
     try:
-        yield
+        with handover.tracking() as delivery:
+            yield
     except _rest_error_types() as exc:
         status, code = int(exc.status), exc.code
         error = _map_status(status, code, action)
         log.warning("Twilio could not %s: HTTP %s, Twilio error %s", action, status, code)
         raise error from None
     except RequestException as exc:
+        if delivers and delivery.handed_over:
+            # Twilio has the whole request; its answer timed out or the connection dropped.
+            log.warning("Twilio took the request to %s, its answer was lost: %s", action,
+                        type(exc).__name__)
+            raise SendOutcomeUnknown(f"SMS provider did not confirm, could not {action}"
+                                     ) from None
         log.warning("Twilio could not %s: %s", action, type(exc).__name__)
         raise SenderUnavailable(f"SMS provider unreachable, could not {action}") from None
     except (TwilioException, json.JSONDecodeError) as exc:
@@ -207,10 +221,17 @@ def _twilio_client(config: Mapping[str, Any]) -> Any:
     from twilio.http.http_client import TwilioHttpClient
     from twilio.rest import Client
 
+    from authserver.senders.handover import TrackingAdapter
+
     backend = config.get("SMS_BACKEND", "twilio")
     require(config, backend, "TWILIO_ACCOUNT_SID", "TWILIO_AUTH_TOKEN")
     timeout = float(config.get("SMS_PROVIDER_TIMEOUT") or DEFAULT_SMS_PROVIDER_TIMEOUT)
     http_client = TwilioHttpClient(timeout=timeout)
+    # For http:// too (a loopback fake, a plain-HTTP egress proxy URL): every request is
+    # tracked, so a lost answer is told apart from a request that never left.
+    adapter = TrackingAdapter()
+    http_client.session.mount("https://", adapter)
+    http_client.session.mount("http://", adapter)
     client = Client(
         config["TWILIO_ACCOUNT_SID"], config["TWILIO_AUTH_TOKEN"], http_client=http_client
     )

@@ -14,14 +14,21 @@ Controls:
   only that pair (535 otherwise); `.logins` records the user names that signed in.
 - `messages`, `envelopes` and `logins` grow as mail arrives; `wait_for(n)` blocks until
   n messages are in (the server runs in its own thread).
+- `hang_after_data = seconds`: take the message whole (it is recorded in `messages`), then
+  never answer the final dot, as a server that delivered but whose answer got lost;
+  `hang_at_rcpt = seconds`: never answer RCPT TO (nothing handed over). Both end at stop().
+- `BlackHole()`: a port that accepts TCP connections and never says a word (no greeting).
 
 STARTTLS is not offered, so point a sender at it with SMTP_STARTTLS false.
 """
 
 from __future__ import annotations
 
+import asyncio
 import email
+import socket
 import threading
+import time
 from dataclasses import dataclass
 from email import policy
 from email.message import EmailMessage
@@ -46,6 +53,8 @@ class _Handler:
         self, server: SMTP, session: Session, envelope: Envelope, address: str,
         rcpt_options: list[str],
     ) -> str:
+        if self.fake.hang_at_rcpt:
+            await self.fake._hang(self.fake.hang_at_rcpt)
         if address.lower() in {a.lower() for a in self.fake.refuse}:
             return "550 5.1.1 mailbox unavailable"
         if address.lower() in {a.lower() for a in self.fake.defer}:
@@ -61,6 +70,8 @@ class _Handler:
             ReceivedEnvelope(str(envelope.mail_from), list(envelope.rcpt_tos), data),
             message,  # type: ignore[arg-type]
         )
+        if self.fake.hang_after_data:
+            await self.fake._hang(self.fake.hang_after_data)
         return "250 Message accepted for delivery"
 
 
@@ -83,6 +94,9 @@ class FakeSmtp:
         self.messages: list[EmailMessage] = []
         self.envelopes: list[ReceivedEnvelope] = []
         self.logins: list[str] = []
+        self.hang_after_data = 0.0
+        self.hang_at_rcpt = 0.0
+        self._released = threading.Event()
         self._arrived = threading.Condition()
         kwargs: dict[str, Any] = {}
         if credentials is not None:
@@ -104,6 +118,7 @@ class FakeSmtp:
         return self
 
     def stop(self) -> None:
+        self._released.set()
         if self._running:
             self._controller.stop()
             self._running = False
@@ -125,6 +140,11 @@ class FakeSmtp:
                 raise AssertionError(f"expected {count} messages, got {len(self.messages)}")
             return list(self.messages)
 
+    async def _hang(self, seconds: float) -> None:
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline and not self._released.is_set():
+            await asyncio.sleep(0.05)
+
     def _received(self, envelope: ReceivedEnvelope, message: EmailMessage) -> None:
         with self._arrived:
             self.envelopes.append(envelope)
@@ -141,3 +161,22 @@ class FakeSmtp:
                 self.logins.append(pair[0])
                 return AuthResult(success=True)
         return AuthResult(success=False, handled=False)
+
+
+class BlackHole:
+    """A loopback port that accepts connections (the kernel's backlog does) and never speaks:
+    a firewall or a wedged server that leaves the client waiting for the SMTP greeting."""
+
+    host = "127.0.0.1"
+
+    def __init__(self) -> None:
+        self._sock = socket.socket()
+        self._sock.bind((self.host, 0))
+        self._sock.listen(64)
+        self.port: int = self._sock.getsockname()[1]
+
+    def __enter__(self) -> BlackHole:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._sock.close()

@@ -13,7 +13,9 @@ It answers the three calls authserver makes:
 
 Every request is recorded in `.requests` (method, path, form, basic-auth user and password).
 `fail_next(status, code, message)` makes the next request(s) answer a Twilio-style error;
-`hang_next(seconds)` makes them send nothing at all until the client gives up.
+`hang_next(seconds)` makes them send nothing at all until the client gives up (the request
+is taken whole, recorded and acted on: a text accepted, a code made, its answer lost);
+`drop_next()` reads and records the request, then closes the connection without a word.
 
 Point the SDK at `.url` (both TWILIO_API_BASE_URL and TWILIO_VERIFY_BASE_URL; the paths do
 not overlap). Use it as a context manager, or call start() and stop():
@@ -77,6 +79,7 @@ class _Planned:
     code: int = 0
     message: str = ""
     hang: float = 0.0
+    drop: bool = False
 
 
 class FakeTwilio:
@@ -152,9 +155,15 @@ class FakeTwilio:
                               for _ in range(times))
 
     def hang_next(self, seconds: float, times: int = 1) -> None:
-        """Accept the next `times` requests but answer nothing for `seconds` (or until stop)."""
+        """Accept and act on the next `times` requests, but answer nothing for `seconds` (or
+        until stop)."""
         with self._lock:
             self._plan.extend(_Planned(hang=seconds) for _ in range(times))
+
+    def drop_next(self, times: int = 1) -> None:
+        """Take the next `times` requests whole, then close the connection unanswered."""
+        with self._lock:
+            self._plan.extend(_Planned(drop=True) for _ in range(times))
 
     @property
     def messages(self) -> list[RecordedRequest]:
@@ -323,7 +332,11 @@ class _Handler(BaseHTTPRequestHandler):
             fake.requests.append(req)
         plan = fake._next_plan()
         if plan is not None and plan.hang:
+            fake._answer(req)  # taken and acted on (a text sent, a code made), never answered
             fake._release.wait(plan.hang)
+            self.close_connection = True
+            return
+        if plan is not None and plan.drop:
             self.close_connection = True
             return
         if plan is not None:

@@ -1,0 +1,77 @@
+"""Issue 10 over real HTTP: gunicorn (2 workers x 4 threads) on MySQL, a hung SMTP server.
+
+The mail server takes each message whole and then never answers. Before the send gate, a
+dozen mail requests took every thread for the whole SMTP_TIMEOUT and token checks queued
+behind them. Now each worker lets one send (SEND_CONCURRENCY=1) wait on the server; the
+other mail requests answer 503 at once, token checks stay fast, and the mails that did
+reach the server answer 202 (handed over, answer lost) with a code that signs in.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import pytest
+import requests
+
+from tests.fakes.smtp_server import FakeSmtp
+from tests.flows.magic_helpers import code_in, parts_of
+
+PASSWORD = "correct horse battery staple"
+SMTP_TIMEOUT = 6.0
+MAIL_REQUESTS = 12
+
+
+@pytest.fixture
+def smtp() -> Iterator[FakeSmtp]:
+    with FakeSmtp() as fake:
+        yield fake
+
+
+def _timed(method: str, url: str, **kwargs: Any) -> tuple[requests.Response, float]:
+    started = time.monotonic()
+    response = requests.request(method, url, timeout=30, **kwargs)
+    return response, time.monotonic() - started
+
+
+def test_hung_mail_server_takes_no_thread_beyond_the_cap(live_server: Any,
+                                                         smtp: FakeSmtp) -> None:
+    server = live_server(EMAIL_BACKEND="smtp", SMTP_HOST=smtp.host, SMTP_PORT=smtp.port,
+                         SMTP_TIMEOUT=SMTP_TIMEOUT, SEND_CONCURRENCY=1,
+                         MAGIC_LINK_LIMIT_PER_IP_HOUR="100/hour")
+    base = server.url + "/api/v1"
+    signed_up = requests.post(base + "/signup", json={"email": "lin@example.com",
+                                                      "password": PASSWORD}, timeout=10)
+    assert signed_up.status_code == 201, signed_up.text
+    auth = {"Authorization": f"Bearer {signed_up.json()['access_token']}"}
+
+    smtp.hang_after_data = 60
+    with ThreadPoolExecutor(MAIL_REQUESTS) as pool:
+        mails = [pool.submit(_timed, "POST", base + "/magic-link/request",
+                             json={"email": f"user{i}@example.com"})
+                 for i in range(MAIL_REQUESTS)]
+        time.sleep(0.5)  # the mail requests are in, the capped ones hang on the server
+        checks = [_timed("GET", base + "/isAuthenticated", headers=auth) for _ in range(5)]
+        answers = [future.result() for future in mails]
+
+    assert all(r.status_code == 200 for r, _ in checks), [r.text for r, _ in checks]
+    assert max(elapsed for _, elapsed in checks) < 1.5, checks
+
+    sent = [(r, elapsed) for r, elapsed in answers if r.status_code == 202]
+    busy = [(r, elapsed) for r, elapsed in answers if r.status_code == 503]
+    assert len(sent) + len(busy) == MAIL_REQUESTS, [r.text for r, _ in answers]
+    assert 1 <= len(sent) <= 2  # one slot per worker
+    assert len(smtp.messages) == len(sent)  # the refused ones never reached the server
+    assert all(r.json()["code"] == "service_unavailable" and int(r.headers["Retry-After"]) > 0
+               for r, _ in busy)
+    assert max(elapsed for _, elapsed in busy) < SMTP_TIMEOUT / 2, busy
+
+    # A mail the server took, answer lost: its code signs in (nothing was deleted).
+    recipient = smtp.envelopes[0].rcpt_tos[0]
+    code = code_in(parts_of(smtp.messages[0])[0])
+    signed_in = requests.post(base + "/magic-link/verify",
+                              json={"email": recipient, "code": code}, timeout=10)
+    assert signed_in.status_code == 200, signed_in.text
