@@ -90,7 +90,32 @@ def _configure_logging(app: Flask, log_level: str) -> None:
     logger.setLevel(level)
     # The Twilio SDK logs each request URL (with the account SID) at INFO.
     logging.getLogger("twilio.http_client").setLevel(logging.WARNING)
+    # The pool's records come from child loggers (sqlalchemy.pool.impl.QueuePool), which a
+    # logger filter here would not see: a handler of its own, with the filter, does.
+    pool = logging.getLogger("sqlalchemy.pool")
+    if not any(isinstance(f, _OneLineDatabaseErrors) for h in pool.handlers for f in h.filters):
+        one_line = logging.StreamHandler()
+        one_line.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+        one_line.addFilter(_OneLineDatabaseErrors())
+        pool.addHandler(one_line)
+        pool.propagate = False
     if not logging.getLogger().handlers and not logger.handlers:
         handler = logging.StreamHandler()
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
         logger.addHandler(handler)
+
+
+class _OneLineDatabaseErrors(logging.Filter):
+    """SQLAlchemy's pool logs a full traceback when a connection of a dead database can't be
+    reset or closed; during an outage that is dozens of lines per request. Keep one line with
+    the error's class and number (errors.db_error_summary: never SQL or parameters)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.exc_info and record.exc_info[1] is not None:
+            from authserver.errors import db_error_summary
+
+            record.msg = f"{record.getMessage()}: {db_error_summary(record.exc_info[1])}"
+            record.args = ()
+            record.exc_info = None
+            record.exc_text = None
+        return True

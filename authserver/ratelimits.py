@@ -21,6 +21,7 @@ request is given back, so it never lets more through than its rate, even when ra
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import time
@@ -35,7 +36,7 @@ from limits.strategies import RateLimiter
 
 from authserver import counters
 from authserver.config import Settings, settings
-from authserver.errors import rate_limited
+from authserver.errors import db_error_summary, rate_limited
 from authserver.extensions import db, ip_key, limiter
 
 log = logging.getLogger("authserver.ratelimits")
@@ -217,7 +218,11 @@ def _give_back_unconfirmed(response: Response) -> Response:
     try:
         for _, _, row in pending:
             counters.give_back(row)
-    except Exception:  # the answer stands; the unit stays counted (errs on the safe side)
-        db.session.rollback()
-        log.exception("could not give back %d shared rate-limit units", len(pending))
+    except Exception as exc:  # the answer stands; the unit stays counted (errs on the safe side)
+        # The database may be gone: even the rollback can fail, and nothing here may turn
+        # the answer into a 500.
+        with contextlib.suppress(Exception):
+            db.session.rollback()
+        log.error("could not give back %d shared rate-limit units: %s", len(pending),
+                  db_error_summary(exc))
     return response
