@@ -85,6 +85,10 @@ def base_config(tmp_path: Any, database_url: str) -> dict[str, Any]:
         # Offline: no test asks the real range API; breach tests opt in with a loopback fake.
         "PWNED_PASSWORDS_URL": "",
         "TESTING": True,
+        # Races of 20 threads on a loaded 2-core machine may queue on a row for longer than
+        # production's 2 s lock-wait bound; the fault tests set their own bounds.
+        "DATABASE_LOCK_WAIT_TIMEOUT": 10,
+        "DATABASE_READ_TIMEOUT": 15,
     }
 
 
