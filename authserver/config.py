@@ -389,8 +389,11 @@ def settings() -> Settings:
 
 #: The settings' names as the environment spells them.
 NAMES = frozenset(name.upper() for name in Settings.model_fields)
-#: Settings where an empty variable is a choice (turn it off), not "use the default".
-EMPTY_IS_A_VALUE = frozenset({"PWNED_PASSWORDS_URL"})
+#: Settings where an empty variable is a choice (turn it off), not "use the default": the
+#: breach check's URL and every rate limit (docs/api.md: "an empty rate turns it off").
+EMPTY_IS_A_VALUE = frozenset({"PWNED_PASSWORDS_URL"} | {
+    name.upper() for name, field in Settings.model_fields.items()
+    if any(getattr(meta, "func", None) is _rate for meta in field.metadata)})
 
 
 def load(overrides: Mapping[str, Any] | None, instance_path: str,

@@ -225,3 +225,23 @@ def test_requests_that_send_nothing_cost_the_global_cap_nothing(app, client):
     assert [ask("+14155550101", "198.51.100.1") for _ in range(5)] == [429] * 5  # cooldown
     assert ask("+33612345678", "198.51.100.2") == 202
     assert ask("+491701234567", "198.51.100.3") == 429  # the cap: two texts went out
+
+
+def test_an_empty_rate_in_the_environment_turns_that_limit_off(tmp_path, monkeypatch):
+    """docs/api.md: an empty rate turns that limit off, from the environment too (it does
+    not fall back to the default)."""
+    monkeypatch.setenv("SIGNUP_LIMIT_PER_IP", "")
+    monkeypatch.setenv("TOKEN_LIMIT_PER_IP", "")
+    app = create_app(base_config(tmp_path, "sqlite:///" + str(tmp_path / "e.db")))
+    assert app.config["SIGNUP_LIMIT_PER_IP"] == "" and app.config["TOKEN_LIMIT_PER_IP"] == ""
+    with app.app_context():
+        from authserver.extensions import db
+
+        db.create_all()
+    client = app.test_client()
+    answers = {client.post("/api/v1/token/refresh",
+                           json={"refresh_token": "x" * 43}).status_code for _ in range(150)}
+    assert answers == {401}  # never 429: the route limit is off
+    with app.test_request_context():
+        for _ in range(50):
+            ratelimits.hit(ratelimits.SIGNUP_IP, "203.0.113.9")  # never raises

@@ -50,6 +50,34 @@ class LiveServer:
                 self.process.kill()
 
 
+def start_gunicorn(env: dict[str, str], log_dir: Path, *, workers: int = 2, threads: int = 4,
+                   config: str | None = None, ready: str = "/readyz") -> LiveServer:
+    """Migrate `env`'s database, start gunicorn on PUBLIC_BASE_URL's port and wait until
+    `ready` answers 200. `config`: a gunicorn config file (e.g. gunicorn.conf.py)."""
+    port = int(env["PUBLIC_BASE_URL"].rsplit(":", 1)[1])
+    subprocess.run([str(BIN / "flask"), "--app", "authserver", "db", "upgrade"],
+                   cwd=ROOT, env=env, check=True, capture_output=True, timeout=120)
+    log_path = log_dir / f"server-{port}.log"
+    command = [str(BIN / "gunicorn"), *(["-c", config] if config else []),
+               "--bind", f"127.0.0.1:{port}", "--workers", str(workers),
+               "--threads", str(threads), "--timeout", "30", "wsgi:app"]
+    process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=log_path.open("wb"),
+                               stderr=subprocess.STDOUT)
+    server = LiveServer(f"http://127.0.0.1:{port}", process, env, log_path)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError("server exited:\n" + server.log())
+        try:
+            if requests.get(server.url + ready, timeout=1).status_code == 200:
+                return server
+        except requests.RequestException:
+            pass
+        time.sleep(0.2)
+    server.stop()
+    raise RuntimeError("server did not become ready:\n" + server.log())
+
+
 @pytest.fixture
 def live_server(tmp_path: Path, mysql_url: str) -> Iterator[Callable[..., LiveServer]]:
     """Factory: live_server(DATABASE_URL=..., SMS_BACKEND=..., ...) -> LiveServer."""
@@ -78,27 +106,9 @@ def live_server(tmp_path: Path, mysql_url: str) -> Iterator[Callable[..., LiveSe
             "PWNED_PASSWORDS_URL": "",  # offline; a test opts in with a loopback fake
         }
         env.update({key: str(value) for key, value in overrides.items()})
-        subprocess.run([str(BIN / "flask"), "--app", "authserver", "db", "upgrade"],
-                       cwd=ROOT, env=env, check=True, capture_output=True, timeout=120)
-        log_path = tmp_path / f"server-{port}.log"
-        process = subprocess.Popen(
-            [str(BIN / "gunicorn"), "--bind", f"127.0.0.1:{port}", "--workers", "2",
-             "--threads", "4", "--timeout", "30", "wsgi:app"],
-            cwd=ROOT, env=env, stdout=log_path.open("wb"), stderr=subprocess.STDOUT,
-        )
-        server = LiveServer(f"http://127.0.0.1:{port}", process, env, log_path)
+        server = start_gunicorn(env, tmp_path)
         started.append(server)
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            if process.poll() is not None:
-                raise RuntimeError("server exited:\n" + server.log())
-            try:
-                if requests.get(server.url + "/readyz", timeout=1).status_code == 200:
-                    return server
-            except requests.RequestException:
-                pass
-            time.sleep(0.2)
-        raise RuntimeError("server did not become ready:\n" + server.log())
+        return server
 
     yield start
     for server in started:

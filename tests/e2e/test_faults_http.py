@@ -9,7 +9,6 @@ gunicorn worker (4 threads), so "the keys this process loaded" is one process's 
 from __future__ import annotations
 
 import os
-import subprocess
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -20,7 +19,7 @@ import pytest
 import redis
 import requests
 
-from tests.e2e.conftest import BIN, ROOT, LiveServer, free_port
+from tests.e2e.conftest import LiveServer, free_port, start_gunicorn
 from tests.fakes.private_servers import (
     MARIADB_AVAILABLE,
     REDIS_AVAILABLE,
@@ -43,26 +42,9 @@ def one_worker(tmp_path: Path) -> Iterator[Callable[..., LiveServer]]:
                "EMAIL_BACKEND": "file", "OUTBOX_DIR": str(tmp_path / "outbox"),
                "FLASK_APP": "authserver", "PWNED_PASSWORDS_URL": ""}
         env.update({key: str(value) for key, value in overrides.items()})
-        subprocess.run([str(BIN / "flask"), "--app", "authserver", "db", "upgrade"],
-                       cwd=ROOT, env=env, check=True, capture_output=True, timeout=120)
-        log_path = tmp_path / f"server-{port}.log"
-        process = subprocess.Popen(
-            [str(BIN / "gunicorn"), "--bind", f"127.0.0.1:{port}", "--workers", "1",
-             "--threads", "4", "--timeout", "30", "wsgi:app"],
-            cwd=ROOT, env=env, stdout=log_path.open("wb"), stderr=subprocess.STDOUT)
-        server = LiveServer(f"http://127.0.0.1:{port}", process, env, log_path)
+        server = start_gunicorn(env, tmp_path, workers=1, ready="/healthz")
         started.append(server)
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            if process.poll() is not None:
-                raise RuntimeError("server exited:\n" + server.log())
-            try:
-                if requests.get(server.url + "/healthz", timeout=1).status_code == 200:
-                    return server
-            except requests.RequestException:
-                pass
-            time.sleep(0.2)
-        raise RuntimeError("server did not start:\n" + server.log())
+        return server
 
     yield start
     for server in started:

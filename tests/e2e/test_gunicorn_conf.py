@@ -21,7 +21,7 @@ import requests
 from sqlalchemy import create_engine, text
 
 from tests.conftest import PASSWORD
-from tests.e2e.conftest import BIN, ROOT, LiveServer, free_port
+from tests.e2e.conftest import BIN, ROOT, LiveServer, free_port, start_gunicorn
 
 SECRET = "SECRETVALUE0123456789abcdef"
 
@@ -47,27 +47,10 @@ def gunicorn(tmp_path: Path) -> Iterator[Callable[..., LiveServer]]:
         env.pop("WEB_CONCURRENCY", None)
         env.update({key: str(value) for key, value in overrides.items()})
         instance.mkdir()
-        subprocess.run([str(BIN / "flask"), "--app", "authserver", "db", "upgrade"],
-                       cwd=ROOT, env=env, check=True, capture_output=True, timeout=120)
-        log_path = tmp_path / f"gunicorn-{port}.log"
-        process = subprocess.Popen(
-            [str(BIN / "gunicorn"), "-c", "gunicorn.conf.py", "--bind", f"127.0.0.1:{port}",
-             "--workers", str(workers), "--threads", "2", "--timeout", "30", "wsgi:app"],
-            cwd=ROOT, env=env, stdout=log_path.open("wb"), stderr=subprocess.STDOUT,
-        )
-        server = LiveServer(f"http://127.0.0.1:{port}", process, env, log_path)
+        server = start_gunicorn(env, tmp_path, workers=workers, threads=2,
+                                config="gunicorn.conf.py")
         started.append(server)
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            if process.poll() is not None:
-                raise RuntimeError("server exited:\n" + server.log())
-            try:
-                if requests.get(server.url + "/readyz", timeout=1).status_code == 200:
-                    return server
-            except requests.RequestException:
-                pass
-            time.sleep(0.2)
-        raise RuntimeError("server did not become ready:\n" + server.log())
+        return server
 
     yield start
     for server in started:

@@ -55,7 +55,7 @@ def test_strangers_failures_do_not_lock_out_the_owners_browser_over_http(live_se
 
 
 def test_consecutive_failures_lock_password_sign_in_over_http(live_server):
-    server = live_server(SIGNIN_MAX_CONSECUTIVE_FAILURES=6, SIGNIN_LIMIT_PER_ACCOUNT="")
+    server = live_server(SIGNIN_MAX_CONSECUTIVE_FAILURES=6, SIGNIN_LIMIT_PER_ACCOUNT="1000/minute")
     base = server.url + "/api/v1"
     assert requests.post(base + "/signup", json={"email": "ada@example.com",
                                                  "password": PASSWORD},
