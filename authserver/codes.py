@@ -35,6 +35,7 @@ import enum
 import hashlib
 import hmac
 import logging
+import math
 import secrets
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -620,4 +621,4 @@ def seconds_until_resend(purpose: Purpose, challenge: Challenge | None) -> int:
     if challenge is None:
         return max(1, purpose.setting("cooldown"))
     ready = challenge.created_at + timedelta(seconds=purpose.setting("cooldown"))
-    return max(1, int(-(-(ready - clock.now()).total_seconds() // 1)))
+    return max(1, math.ceil((ready - clock.now()).total_seconds()))
