@@ -62,6 +62,9 @@ def race(
                 outcome = problem
             except Exception as exc:  # a database error is a real failure: keep its name
                 outcome = type(exc).__name__
+                number = getattr(getattr(exc, "orig", None), "args", (None,))[:1]
+                if number and isinstance(number[0], int):
+                    outcome += f" {number[0]}"  # the driver's error number: 1213 deadlock
             finally:
                 db.session.remove()
         with lock:
