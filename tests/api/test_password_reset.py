@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 from typing import Any
 
 import jwt
@@ -15,10 +16,12 @@ from authserver.flows import password_reset
 from authserver.models import OneTimeCode
 from authserver.services import replace, services
 from tests.conftest import PASSWORD
+from tests.fakes.smtp_server import FakeSmtp
 from tests.flows.magic_helpers import (
     code_in,
     email_messages,
     last_mail,
+    parts_of,
     token_of,
     wrong_code,
 )
@@ -232,3 +235,58 @@ class TestRaceOnMySQL:
         open_sessions = db.session.scalars(select(Session).where(
             Session.revoked_at.is_(None))).all()
         assert len(open_sessions) == 1  # the winner's; the sign-up's was revoked
+
+
+# -- real SMTP ------------------------------------------------------------------------------------
+@pytest.fixture
+def fake_smtp() -> Iterator[FakeSmtp]:
+    with FakeSmtp() as fake:
+        yield fake
+
+
+class TestOverSmtp:
+    @pytest.fixture
+    def config_overrides(self, fake_smtp):
+        return {"EMAIL_BACKEND": "smtp", "SMTP_HOST": fake_smtp.host,
+                "SMTP_PORT": fake_smtp.port, "SMTP_TIMEOUT": 3.0,
+                "MAIL_FROM": "Example Auth <no-reply@auth.example.test>",
+                "APP_NAME": "Example Auth", "MAGIC_LINK_RESEND_COOLDOWN": 0}
+
+    def test_reset_mail_then_the_code_resets_and_a_notice_is_delivered(
+            self, client, fake_smtp, signup):
+        signup()
+        response = client.post(FORGOT, json={"email": "Ada@Example.com"},
+                               headers={"Host": "evil.test"})
+        assert response.status_code == 202
+        [message] = fake_smtp.wait_for(1)
+        assert message["Subject"] == "Reset your Example Auth password"
+        text, html = parts_of(message)
+        link = RESET_LINK_RE.search(text)
+        assert link is not None and link.group(1).startswith(
+            "https://auth.example.test/auth/reset?token=")
+        code = code_in(text)
+        assert f'href="{link.group(1)}"' in html and code in html
+        assert "30 minutes" in text and "evil.test" not in text + html
+
+        reset = client.post(RESET, json={"email": EMAIL, "code": code,
+                                         "password": NEW_PASSWORD})
+        assert reset.status_code == 200
+        _, notice = fake_smtp.wait_for(2)
+        assert notice["Subject"] == "Your Example Auth password was changed"
+        notice_text, _ = parts_of(notice)
+        assert code not in notice_text and "/auth/reset" not in notice_text
+
+    @pytest.mark.parametrize("failure", ["refuse", "defer", "down"])
+    def test_a_mail_server_failure_answers_the_same_for_known_and_unknown(
+            self, client, fake_smtp, signup, failure):
+        signup()
+        if failure == "down":
+            fake_smtp.stop()
+        answers = []
+        for email in (EMAIL, "nobody@example.com"):
+            if failure != "down":
+                getattr(fake_smtp, failure).add(email)
+            response = client.post(FORGOT, json={"email": email})
+            answers.append((response.status_code, problem(response)["code"]))
+        assert answers[0] == answers[1]
+        assert answers[0][0] in {422, 503}
