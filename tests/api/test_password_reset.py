@@ -14,8 +14,9 @@ from authserver import accounts
 from authserver.extensions import db
 from authserver.flows import password_reset
 from authserver.models import OneTimeCode
-from authserver.services import replace, services
+from authserver.services import configure, replace, services
 from tests.conftest import PASSWORD
+from tests.fakes.pwned_server import FakePwned
 from tests.fakes.smtp_server import FakeSmtp
 from tests.flows.magic_helpers import (
     code_in,
@@ -127,6 +128,19 @@ def test_a_weak_password_is_refused_before_the_link_is_used(app, client, signup)
     assert row is not None and row.consumed_at is None and row.attempts == 0
     assert client.post(RESET, json={"token": token, "password": NEW_PASSWORD}).status_code \
         == 200
+
+
+def test_a_breached_password_is_refused_before_the_link_is_used(app, client, signup):
+    signup()
+    token, _ = forgot(client, app)
+    breached = "a password everyone leaked"
+    with FakePwned() as fake:
+        fake.breach(breached, 1234)
+        configure(app, PWNED_PASSWORDS_URL=fake.url, PWNED_PASSWORDS_TIMEOUT=1.0)
+        refused = client.post(RESET, json={"token": token, "password": breached})
+        assert refused.status_code == 422 and problem(refused)["code"] == "breached_password"
+        assert client.post(RESET, json={"token": token, "password": NEW_PASSWORD}
+                           ).status_code == 200
 
 
 @pytest.mark.parametrize("second", ["token", "code"])
