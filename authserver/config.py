@@ -160,6 +160,8 @@ class Settings(BaseModel):
         True, description="a mailed link signs in only in the browser that asked for it (or "
                           "hands over to the app's PKCE); off: any browser's button signs in "
                           "(weaker: mail scanners that press buttons sign in too)")
+    password_reset_ttl: int = Field(
+        1800, description="password reset link and e-mailed code lifetime, seconds")
     code_guess_limit: Rate = Field(
         "10/hour;20/day", description="wrong codes per phone or address, across its codes")
     smtp_host: str = "localhost"
@@ -284,6 +286,7 @@ class Settings(BaseModel):
         return value
 
     @field_validator("access_token_ttl", "refresh_token_ttl", "otp_ttl", "magic_link_ttl",
+                     "password_reset_ttl",
                      "refresh_token_history", "migrate_lock_timeout")
     @classmethod
     def _positive(cls, value: int) -> int:

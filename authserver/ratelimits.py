@@ -80,6 +80,9 @@ SMS_VERIFY_IP = Limit("otp-verify-ip", ("token_limit_per_ip",), per_ip=True)
 MAIL_IP = Limit("magic-link-ip", ("magic_link_limit_per_ip_hour",), TOO_MANY_MAILS,
                 per_ip=True)
 MAIL_ADDRESS = Limit("magic-link-email", ("magic_link_limit_per_email_hour",), TOO_MANY_MAILS)
+#: Password reset mails: a budget of their own, at the magic links' rates.
+RESET_IP = Limit("reset-ip", ("magic_link_limit_per_ip_hour",), TOO_MANY_MAILS, per_ip=True)
+RESET_ADDRESS = Limit("reset-email", ("magic_link_limit_per_email_hour",), TOO_MANY_MAILS)
 #: Wrong codes per phone or address across all its codes (each new code brings fresh tries).
 CODE_GUESSES = Limit("code-guesses", ("code_guess_limit",),
                      "Too many wrong codes for this phone number or address. Wait, or sign in "
@@ -89,8 +92,8 @@ LINK_VERIFY_IP = Limit("link-verify", ("magic_link_verify_limit_per_ip",), per_i
 TOKEN_IP = Limit("token", ("token_limit_per_ip",), per_ip=True)
 
 LIMITS = (SIGNIN_IP, SIGNIN_ACCOUNT, SIGNIN_DEVICE, SIGNUP_IP, SMS_PHONE, SMS_IP, SMS_COUNTRY,
-          SMS_GLOBAL, SMS_VERIFY_IP, MAIL_IP, MAIL_ADDRESS, CODE_GUESSES, LINK_VERIFY_IP,
-          TOKEN_IP)
+          SMS_GLOBAL, SMS_VERIFY_IP, MAIL_IP, MAIL_ADDRESS, RESET_IP, RESET_ADDRESS, CODE_GUESSES,
+          LINK_VERIFY_IP, TOKEN_IP)
 
 
 # -- applying them ---------------------------------------------------------------------------

@@ -7,4 +7,11 @@ from flask import Blueprint
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
 
 # The route modules register themselves on `bp` when imported.
-from authserver.api import admin, magic_link, otp, password, session  # noqa: E402, F401
+from authserver.api import (  # noqa: E402, F401
+    admin,
+    magic_link,
+    otp,
+    password,
+    password_reset,
+    session,
+)

@@ -59,6 +59,22 @@ class LinkVerify(RequestBody):
     code: Text | None = None
 
 
+class PasswordForgot(RequestBody):
+    email: RequiredText
+    redirect_to: Text | None = Field(
+        None, description="Where the browser goes after the reset page signs in; must be on "
+                          "the allow-list.")
+
+
+class PasswordReset(RequestBody):
+    """The new `password`, with either `token` (from the link) or `email` and `code`."""
+
+    password: RequiredText = Field(description="The new password; the sign-up policy applies.")
+    token: Text | None = None
+    email: Text | None = None
+    code: Text | None = None
+
+
 class Refresh(RequestBody):
     refresh_token: RequiredText
 

@@ -54,6 +54,12 @@ class OtpSent(ResponseBody):
     resend_after: int = Field(description="Seconds before another code may be asked for.")
 
 
+class ResetSent(ResponseBody):
+    """The same answer for every address: with an account, without one, disabled."""
+
+    sent: bool
+
+
 class LinkSent(ResponseBody):
     """The same answer whether or not the address has an account."""
 

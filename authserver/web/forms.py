@@ -48,3 +48,17 @@ class LinkCodeForm(FlaskForm):
     token = HiddenField()
     code = StringField("6-digit code from the e-mail", validators=[InputRequired(),
                                                                    Length(max=12)])
+
+
+class NewPasswordForm(FlaskForm):
+    """A reset link opened in the browser that asked for it: the new password is enough."""
+
+    token = HiddenField()
+    password = PasswordField("New password", validators=[InputRequired(), Length(max=1024)])
+
+
+class ResetCodeForm(NewPasswordForm):
+    """A reset link opened elsewhere: the code from the same mail proves it."""
+
+    code = StringField("6-digit code from the e-mail", validators=[InputRequired(),
+                                                                   Length(max=12)])
