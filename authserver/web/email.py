@@ -23,6 +23,13 @@ from authserver.web.pages import Page, form_problem, render_form
 BINDING_COOKIE = "authserver_link_binding"
 
 
+def set_link_binding(response: Response, binding: str, max_age: int) -> None:
+    """Give this browser its binding cookie (HttpOnly, SameSite=Lax, Secure on https)."""
+    response.set_cookie(BINDING_COOKIE, binding, max_age=max_age, httponly=True,
+                        samesite="Lax", path="/",
+                        secure=settings().public_base_url.startswith("https://"))
+
+
 def link_binding() -> str | None:
     """This browser's binding cookie, if it has one."""
     value = request.cookies.get(BINDING_COOKIE)
@@ -49,8 +56,5 @@ def email_request() -> Response | Page | str:
     response = make_response(render_template(
         "email_sent.html", email=required(form.email).strip(),
         expires_minutes=max(1, sent["expires_in"] // 60)))
-    config = settings()
-    response.set_cookie(BINDING_COOKIE, binding, max_age=config.magic_link_ttl, httponly=True,
-                        samesite="Lax", secure=config.public_base_url.startswith("https://"),
-                        path="/")
+    set_link_binding(response, binding, settings().magic_link_ttl)
     return response

@@ -19,7 +19,7 @@ from authserver.flows import password_reset
 from authserver.transactions import committed
 from authserver.web import bp
 from authserver.web import session as web_session
-from authserver.web.email import BINDING_COOKIE, link_binding
+from authserver.web.email import link_binding, set_link_binding
 from authserver.web.forms import EmailLinkForm, NewPasswordForm, ResetCodeForm, required
 from authserver.web.pages import Page, form_problem, render_form
 
@@ -67,10 +67,7 @@ def forgot() -> Response | Page | str:
         "forgot_sent.html", email=required(form.email).strip(),
         expires_minutes=max(1, config.password_reset_ttl // 60)))
     # The cookie outlives the longer of a sign-in link and a reset link.
-    response.set_cookie(BINDING_COOKIE, binding,
-                        max_age=max(config.magic_link_ttl, config.password_reset_ttl),
-                        httponly=True, samesite="Lax",
-                        secure=config.public_base_url.startswith("https://"), path="/")
+    set_link_binding(response, binding, max(config.magic_link_ttl, config.password_reset_ttl))
     return response
 
 
