@@ -90,7 +90,8 @@ def test_redis_stopped_hung_and_back_over_http(live_server, tmp_path):
         assert ready.json() == {"status": "degraded", "degraded": ["rate_limit_store"]}
         # Limits still apply, per process: 3/minute per account in each of the 2 workers.
         wrong = [sign_in(base, password="wrong password 1234").status_code for _ in range(8)]
-        assert wrong[-1] == 429 and set(wrong) <= {401, 429}
+        # Whichever worker each try reaches, no more than 2 x 3 get through.
+        assert set(wrong) <= {401, 429} and wrong.count(401) <= 6, wrong
 
         store.start()  # same port, empty
         store.pause()  # hung: accepts connections, never answers
