@@ -32,11 +32,15 @@ class Claims:
     session_id: str
     roles: list[str]
     amr: list[str]
+    #: When the holder last proved who they are (the session's sign-in), epoch seconds.
+    auth_time: int
     raw: dict[str, Any]
 
 
-def sign(user_id: str, session_id: str, amr: list[str], roles: list[str]) -> tuple[str, int]:
-    """A new access token for a session, and its lifetime in seconds."""
+def sign(user_id: str, session_id: str, amr: list[str], roles: list[str],
+         auth_time: int) -> tuple[str, int]:
+    """A new access token for a session, and its lifetime in seconds. `auth_time` (OIDC's
+    claim) is when the session's sign-in happened: refreshing never makes it more recent."""
     config = settings()
     key = keyring().active()
     now = clock.timestamp()
@@ -50,6 +54,7 @@ def sign(user_id: str, session_id: str, amr: list[str], roles: list[str]) -> tup
         "exp": now + ttl,
         "jti": secrets.token_urlsafe(16),
         "sid": session_id,
+        "auth_time": auth_time,
         "amr": amr,
         "roles": roles,
     }
@@ -105,10 +110,14 @@ def verify(token: str) -> Claims:
     claims = decode(token)
     if not isinstance(claims["sid"], str) or not isinstance(claims["sub"], str):
         raise invalid_token("The access token is malformed.")
+    auth_time = claims.get("auth_time", claims["iat"])
+    if not isinstance(auth_time, int) or isinstance(auth_time, bool):
+        raise invalid_token("The access token is malformed.")
     return Claims(
         user_id=claims["sub"],
         session_id=claims["sid"],
         roles=list(claims.get("roles") or []),
         amr=list(claims.get("amr") or []),
+        auth_time=auth_time,
         raw=claims,
     )

@@ -11,9 +11,10 @@ from typing import Any, TypeVar
 
 from flask import g, request
 
-from authserver import access_tokens, sessions
+from authserver import access_tokens, clock, sessions
 from authserver.access_tokens import Claims
-from authserver.errors import Problem, invalid_token
+from authserver.config import settings
+from authserver.errors import ErrorCode, Problem, invalid_token
 from authserver.extensions import db
 from authserver.models import User
 
@@ -77,6 +78,29 @@ def require_role(role: str) -> Callable[[F], F]:
         return wrapper  # type: ignore[return-value]
 
     return decorate
+
+
+def require_recent_auth(view: F) -> F:
+    """Decorator: like require_auth, and the sign-in behind the token happened within
+    REAUTH_MAX_AGE (its `auth_time`); else 401 reauthentication_required. For changes a
+    stolen, still-valid token must not be able to make (e-mail, phone, password, deletion)."""
+
+    @functools.wraps(view)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        claims = verify(bearer_token())
+        g.claims = claims
+        if not is_recent(claims.auth_time):
+            raise Problem(401, ErrorCode.REAUTHENTICATION_REQUIRED,
+                          "This change needs a recent sign-in. Sign in again, then retry.")
+        return view(*args, **kwargs)
+
+    return wrapper  # type: ignore[return-value]
+
+
+def is_recent(auth_time: int) -> bool:
+    """Whether a sign-in at `auth_time` (epoch seconds) is recent enough for a sensitive
+    change."""
+    return clock.timestamp() - auth_time <= settings().reauth_max_age
 
 
 def current_user() -> User:

@@ -106,6 +106,10 @@ class Settings(BaseModel):
     access_token_ttl: int = Field(900, description="access token lifetime, seconds")
     refresh_token_ttl: int = Field(30 * 24 * 3600,
                                    description="session / refresh token lifetime, seconds")
+    reauth_max_age: int = Field(
+        600, description="seconds after a sign-in during which sensitive account changes "
+                         "(e-mail, phone, password, deletion) are allowed without signing in "
+                         "again")
     refresh_reuse_grace: int = Field(10,
                                      description="seconds a rotated refresh token may be replayed")
     refresh_token_history: int = Field(
@@ -286,7 +290,7 @@ class Settings(BaseModel):
         return value
 
     @field_validator("access_token_ttl", "refresh_token_ttl", "otp_ttl", "magic_link_ttl",
-                     "password_reset_ttl",
+                     "password_reset_ttl", "reauth_max_age",
                      "refresh_token_history", "migrate_lock_timeout")
     @classmethod
     def _positive(cls, value: int) -> int:

@@ -60,6 +60,7 @@ class ErrorCode(StrEnum):
     INVALID_LINK = "invalid_link", "Invalid or expired link"
     INVALID_TOKEN = "invalid_token", "Invalid token"
     INVALID_GRANT = "invalid_grant", "Invalid grant"
+    REAUTHENTICATION_REQUIRED = "reauthentication_required", "Recent sign-in required"
     FORBIDDEN = "forbidden", "Forbidden"
     NOT_FOUND = "not_found", "Not found"
     RATE_LIMITED = "rate_limited", "Too many requests"

@@ -16,7 +16,14 @@ from typing import Any
 
 from authserver import access_tokens, sessions
 from authserver.access_tokens import Claims, decode
-from authserver.auth import bearer_token, current_user, require_auth, require_role, verify
+from authserver.auth import (
+    bearer_token,
+    current_user,
+    require_auth,
+    require_recent_auth,
+    require_role,
+    verify,
+)
 from authserver.errors import Problem
 from authserver.models import Session, User
 
@@ -29,6 +36,7 @@ __all__ = [
     "issue",
     "refresh",
     "require_auth",
+    "require_recent_auth",
     "require_role",
     "revoke_session",
     "revoke_user_sessions",
@@ -62,7 +70,8 @@ class IssuedTokens:
 
 def _issued(user: User, session: Session, refresh_token: str) -> IssuedTokens:
     amr = session.amr_list
-    access_token, ttl = access_tokens.sign(user.id, session.id, amr, user.role_names)
+    access_token, ttl = access_tokens.sign(user.id, session.id, amr, user.role_names,
+                                           auth_time=int(session.created_at.timestamp()))
     return IssuedTokens(access_token=access_token, token_type="Bearer", expires_in=ttl,
                         refresh_token=refresh_token, user=user, session_id=session.id,
                         amr=tuple(amr))

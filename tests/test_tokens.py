@@ -262,3 +262,25 @@ def test_rotation_by_another_process_takes_over_within_the_refresh_interval(app,
     after = tokens.issue(user, ["pwd"]).access_token
     assert jwt.get_unverified_header(after)["kid"] == new_kid
     tokens.verify(first)  # the retired key still verifies
+
+
+def test_auth_time_is_the_sign_in_and_refreshing_keeps_it(app, user, clock):
+    issued = tokens.issue(user, ["pwd"])
+    signed_in = tokens.verify(issued.access_token).auth_time
+    assert abs(signed_in - clock.now().timestamp()) < 2
+    clock.travel(700)
+    again = tokens.refresh(issued.refresh_token)
+    claims = tokens.verify(again.access_token)
+    assert claims.auth_time == signed_in  # a refresh is no new proof of who this is
+    assert claims.raw["iat"] - claims.auth_time >= 700
+
+
+def test_recent_auth_is_measured_against_reauth_max_age(app, user, clock):
+    from authserver.auth import is_recent
+
+    auth_time = tokens.verify(tokens.issue(user, ["pwd"]).access_token).auth_time
+    assert is_recent(auth_time)
+    clock.travel(600)
+    assert is_recent(auth_time)
+    clock.travel(2)
+    assert not is_recent(auth_time)
