@@ -67,6 +67,13 @@ def _rate(value: str) -> str:
 DEFAULT_SMS_DENIED_PREFIXES = ("+870", "+881", "+882", "+883", "+979")
 
 
+#: The password length bounds (code points after NFKC; see passwords.py). NIST SP 800-63B
+#: rev. 4: at least 15 for a password that is the only factor, never below 8; accept at
+#: least 64. The cap bounds argon2's input: 256 code points are at most 1024 UTF-8 bytes.
+PASSWORD_MIN_LENGTH_FLOOR = 8
+PASSWORD_MAX_LENGTH = 256
+
+
 #: A comma-separated list in the environment, a list in overrides.
 CommaList = Annotated[list[str], BeforeValidator(_split)]
 #: "+15550001111=123456,…" in the environment, a dict in overrides.
@@ -200,6 +207,10 @@ class Settings(BaseModel):
     token_limit_per_ip: Rate = Field("120/minute",
                                      description="refresh/exchange/verify calls per client IP")
     proxy_fix_hops: int = Field(0, description="trusted reverse proxies setting X-Forwarded-For")
+    # Password policy (NIST SP 800-63B rev. 4; see authserver/passwords.py)
+    password_min_length: int = Field(
+        15, description="shortest password accepted, characters (8 to 256; NIST SP 800-63B "
+                        "rev. 4: 15 when the password is the only factor)")
     # Breached passwords (Have I Been Pwned range API, k-anonymity; see authserver/pwned.py)
     pwned_passwords_url: str = Field(
         "https://api.pwnedpasswords.com/range/",
@@ -243,6 +254,14 @@ class Settings(BaseModel):
     def _email_backend(cls, value: str) -> str:
         if value not in {"console", "file", "smtp"}:
             raise ValueError("expected console, file or smtp")
+        return value
+
+    @field_validator("password_min_length")
+    @classmethod
+    def _password_min_length(cls, value: int) -> int:
+        if not PASSWORD_MIN_LENGTH_FLOOR <= value <= PASSWORD_MAX_LENGTH:
+            raise ValueError(f"expected a length between {PASSWORD_MIN_LENGTH_FLOOR} and "
+                             f"{PASSWORD_MAX_LENGTH}")
         return value
 
     @field_validator("pwned_passwords_url")

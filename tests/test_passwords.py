@@ -145,8 +145,25 @@ def test_composed_and_decomposed_accents_are_the_same_password() -> None:
 
 
 def test_policy_constants() -> None:
-    assert passwords.MIN_LENGTH == 8
+    assert passwords.MIN_LENGTH == 15  # NIST SP 800-63B rev. 4, password as the only factor
     assert passwords.MAX_LENGTH >= 64
+    # argon2 never hashes more than 1024 bytes: MAX_LENGTH code points of at most 4 bytes.
+    assert passwords.MAX_LENGTH * 4 <= 1024
+
+
+@pytest.fixture
+def min_8() -> Iterator[None]:
+    """An app context with PASSWORD_MIN_LENGTH=8, APP_NAME "Example Auth" (no database)."""
+    from flask import Flask
+
+    from authserver.config import EXTENSION_KEY, load
+
+    app = Flask(__name__)
+    app.extensions[EXTENSION_KEY] = load(
+        {"PASSWORD_MIN_LENGTH": 8, "APP_NAME": "Example Auth", "PWNED_PASSWORDS_URL": "",
+         "SECRET_KEY": "x" * 32}, "/nonexistent", environ={})
+    with app.app_context():
+        yield
 
 
 @pytest.mark.parametrize(
@@ -154,49 +171,160 @@ def test_policy_constants() -> None:
     [
         GOOD,
         "plain words no rules",
-        "x7#Kq!2m",
+        "x7#Kq!2m-V9@pLz3",
         "12345678 and then some",
+        "purple elephant dances quietly",
+        "my password is not password",  # contains common words, is not one
+        "summer in the city of lights",
+        "monkey business at noon",
+        "qwerty is a keyboard layout",
+        "384729103847562",
+        "Tr0ub4dor&3 horse",
     ],
 )
 def test_reasonable_passwords_are_accepted(pw: str) -> None:
     assert passwords.check_policy(pw) is None
 
 
-@pytest.mark.parametrize("pw", ["", "a", "abc1234", "\U0001f510\U0001f511\U0001f512"])
+@pytest.mark.parametrize("pw", ["", "a", "abc1234", "\U0001f510\U0001f511\U0001f512",
+                                "x7#Kq!2m", "fourteen chars"])
 def test_short_is_refused(pw: str) -> None:
-    assert passwords.check_policy(pw) == "Use at least 8 characters."
+    assert passwords.check_policy(pw) == ("Use at least 15 characters \N{EM DASH} a few words "
+                                          "work well.")
 
 
-def test_length_counts_code_points_after_nfkc() -> None:
+def test_fifteen_characters_are_enough() -> None:
+    assert passwords.check_policy("fifteen chars!!") is None
+    assert passwords.check_policy("fourteen chars") is not None
+
+
+def test_the_minimum_follows_the_setting(min_8: None) -> None:
+    assert passwords.min_length() == 8
+    assert passwords.check_policy("x7#Kq!2m") is None
+    assert passwords.check_policy("x7#Kq!2") == ("Use at least 8 characters \N{EM DASH} a few "
+                                                 "words work well.")
+
+
+def test_length_counts_code_points_after_nfkc(min_8: None) -> None:
     # Eight code points as typed (e + combining accent, four times) but four after NFKC.
-    assert passwords.check_policy("e\u0301" * 4) == "Use at least 8 characters."
+    assert passwords.check_policy("e\u0301" * 4) == ("Use at least 8 characters \N{EM DASH} a "
+                                                     "few words work well.")
     # Eight emoji are eight code points, whatever their UTF-8 or UTF-16 length.
     assert passwords.check_policy("\U0001f510\U0001f511\U0001f512\U0001f513" * 2) is None
+
+
+def test_emoji_count_one_each_at_the_default() -> None:
+    fifteen = "".join(chr(0x1F400 + n * 7) for n in range(15))
+    assert passwords.check_policy(fifteen) is None
+    assert passwords.check_policy(fifteen[:14]) is not None
 
 
 @pytest.mark.parametrize(
     "pw", ["password1", "iloveyou", "ILoveYou", "PASSWORD1", "qwertyuiop", "\uff50assword1"]
 )
-def test_common_is_refused(pw: str) -> None:
+def test_common_is_refused(pw: str, min_8: None) -> None:
     reason = passwords.check_policy(pw)
     assert reason is not None and "common" in reason
 
 
 @pytest.mark.parametrize(
-    "pw", ["aaaaaaaa", "AAAAAAAAAAAA", "aAaAaAaA", "        ", "\U0001f600" * 10]
+    "pw", ["P@ssw0rd!", "Summer2024!", "Password123!", "monkey2023", "p4ssw0rd!!",
+           "$ecret123", "Welcome2024#", "January2025!", "winterSummer2024", "dragon1985",
+           "passsswoooord", "1Password", "PASSWORD!!!!", "#1Dragon!", "P A S S W O R D 1"]
+)
+def test_variants_of_common_passwords_are_refused(pw: str, min_8: None) -> None:
+    reason = passwords.check_policy(pw)
+    assert reason is not None and "common" in reason and "few unrelated words" in reason
+    if pw.casefold() not in passwords._load_common_passwords():  # not on the list as typed
+        assert reason == passwords.COMMON_VARIANT, pw
+
+
+def test_variants_are_also_refused_at_the_default_length() -> None:
+    for pw in ("P@ssw0rd!2024!!", "Summer2024!!!!!!", "Password12345678", "monkey2023monkey"):
+        reason = passwords.check_policy(pw)
+        assert reason is not None, pw
+
+
+@pytest.mark.parametrize(
+    "pw", ["qwertyuiop123", "asdfasdfasdf", "1qaz2wsx3edc4rfv", "zxcvbnm,./", "987654321!",
+           "abcdefghijklmnop", "qwerty-asdfgh", "12345678901234567", "azertyuiop1234"]
+)
+def test_keyboard_walks_are_refused(pw: str, min_8: None) -> None:
+    reason = passwords.check_policy(pw)
+    assert reason is not None and ("keyboard" in reason or "common" in reason), reason
+
+
+@pytest.mark.parametrize(
+    "pw", ["passwordpassword", "hello hello hello", "monkey-monkey-monkey", "a1a1a1a1a1a1",
+           "Dragon1Dragon1Dragon1", "xyzxyzxyzxyzxyz"]
+)
+def test_one_word_or_pattern_repeated_is_refused(pw: str, min_8: None) -> None:
+    reason = passwords.check_policy(pw)
+    assert reason is not None and ("repeat" in reason or "keyboard" in reason), reason
+
+
+@pytest.mark.parametrize(
+    "pw", ["aaaaaaaaaaaaaaaa", "AAAAAAAAAAAAAAAA", "aAaAaAaAaAaAaAaA", " " * 16,
+           "\U0001f600" * 16]
 )
 def test_one_repeated_character_is_refused(pw: str) -> None:
-    assert passwords.check_policy(pw) is not None
+    assert passwords.check_policy(pw) == passwords.REPEATED_CHARACTER
 
 
 def test_email_or_local_part_is_refused() -> None:
     email = "Alice.Liddell@example.com"
-    for pw in ("alice.liddell@example.com", "ALICE.LIDDELL@EXAMPLE.COM", "alice.liddell"):
+    for pw in ("alice.liddell@example.com", "ALICE.LIDDELL@EXAMPLE.COM", "alice.liddell2024!",
+               "Alice.Liddell!!!", "!!Liddell-1865!!", "4l1ce.l1ddell!!!", "aliceliddell2024"):
         reason = passwords.check_policy(pw, email=email)
-        assert reason is not None and "e-mail" in reason, pw
-    assert passwords.check_policy("alice.liddell", email=None) is None
-    assert passwords.check_policy("alice.liddell", email="") is None
+        assert reason == passwords.EMAIL_ADDRESS and "e-mail" in reason, pw
+    assert passwords.check_policy("alice.liddell2024!", email=None) is None
+    assert passwords.check_policy("alice.liddell2024!", email="") is None
     assert passwords.check_policy("alice.liddell-in-wonderland", email=email) is None
+    assert passwords.check_policy("bob+work.builder@example.com", email="bob+work.builder@"
+                                  "example.com") == passwords.EMAIL_ADDRESS
+
+
+def test_parts_of_the_local_part_are_refused(min_8: None) -> None:
+    email = "ada.lovelace+work@example.com"
+    for pw in ("lovelace1815", "Lovelace!!", "ada.lovelace", "1815lovelace", "Work2024!"):
+        assert passwords.check_policy(pw, email=email) is not None, pw
+    assert passwords.check_policy("lovelace wrote the first program", email=email) is None
+
+
+def test_the_service_name_is_refused(min_8: None) -> None:
+    for pw in ("Example Auth", "exampleauth2024", "ExampleAuth!!", "3x4mple auth 1"):
+        reason = passwords.check_policy(pw, email="ada@example.com")
+        assert reason == passwords.SERVICE_NAME, pw
+        assert "name of this service" in reason
+    assert passwords.check_policy("my example auth password is long") is None
+
+
+def test_the_default_service_name_is_refused(app) -> None:
+    assert passwords.check_policy("Authserver2024!!") == passwords.SERVICE_NAME
+
+
+@pytest.mark.parametrize(
+    "pw", [GOOD, "purple elephant dances quietly", "the quick brown fox jumps over it",
+           "over the moon and back", "x7#Kq!2m", "Kx9!mQ2#", "correct horse 1"]
+)
+def test_passphrases_and_random_passwords_pass_at_min_8(pw: str, min_8: None) -> None:
+    assert passwords.check_policy(pw, email="alice@example.com") is None
+
+
+def test_the_minimum_setting_is_checked_at_start(tmp_path) -> None:
+    from authserver.config import ConfigError, load
+
+    def minimum(value: object) -> int:
+        return load({"PASSWORD_MIN_LENGTH": value}, str(tmp_path),
+                    environ={"SECRET_KEY": "x" * 32}).password_min_length
+
+    assert load({}, str(tmp_path), environ={"SECRET_KEY": "x" * 32}).password_min_length == 15
+    assert minimum(8) == 8
+    assert minimum("64") == 64
+    assert minimum(passwords.MAX_LENGTH) == passwords.MAX_LENGTH
+    for bad in (7, 0, -1, passwords.MAX_LENGTH + 1, "eight"):
+        with pytest.raises(ConfigError, match="PASSWORD_MIN_LENGTH"):
+            minimum(bad)
 
 
 def test_long_passphrase_with_spaces_is_accepted() -> None:
@@ -218,7 +346,7 @@ def test_unicode_passphrase_is_accepted() -> None:
 
 
 def test_max_length_is_accepted_and_longer_is_refused() -> None:
-    at_max = ("abcdefghij" * 30)[: passwords.MAX_LENGTH]
+    at_max = ("correct horse battery staple " * 10)[: passwords.MAX_LENGTH]
     assert passwords.check_policy(at_max) is None
     assert passwords.verify_password(passwords.hash_password(at_max), at_max) is True
 
