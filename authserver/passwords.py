@@ -14,6 +14,7 @@ import secrets
 import threading
 import unicodedata
 from importlib import resources
+from typing import NamedTuple
 
 from argon2 import PasswordHasher, Type
 from argon2.exceptions import Argon2Error, VerifyMismatchError
@@ -31,11 +32,13 @@ __all__ = [
     "PARALLELISM",
     "SALT_LENGTH",
     "TIME_COST",
+    "Rule",
     "check_policy",
     "hash_password",
     "min_length",
     "needs_rehash",
     "normalize",
+    "rule",
     "verify_password",
 ]
 
@@ -139,9 +142,20 @@ def min_length() -> int:
     return settings().password_min_length if has_app_context() else MIN_LENGTH
 
 
-def length_rule(minimum: int) -> str:
-    """The rule as the pages show it before anyone types, and as a too-short answer says it."""
-    return f"At least {minimum} characters \N{EM DASH} a few words work well."
+class Rule(NamedTuple):
+    """The length rule as a page shows it before anyone types."""
+
+    min_length: int
+    max_length: int
+    rule: str
+
+
+def rule() -> Rule:
+    """The current length rule: "At least 15 characters — a few words work well." and the
+    bounds for the field's minlength/maxlength."""
+    minimum = min_length()
+    return Rule(minimum, MAX_LENGTH,
+                f"At least {minimum} characters \N{EM DASH} a few words work well.")
 
 
 # The reasons check_policy() gives: the API's 422 weak_password detail and the pages' error

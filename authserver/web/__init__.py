@@ -4,9 +4,14 @@ from __future__ import annotations
 
 from flask import Blueprint, request
 
+from authserver import passwords
 from authserver.errors import Problem
 
 bp = Blueprint("web", __name__)
+
+# Every page that asks for a new password shows the rule (`new_password_field` and
+# `password_rule` in templates/_macros.html); a global, so imported macros see it too.
+bp.add_app_template_global(passwords.rule, "password_policy")
 
 
 @bp.before_request

@@ -6,6 +6,12 @@ from flask_wtf import FlaskForm
 from wtforms import EmailField, HiddenField, PasswordField, StringField, TelField
 from wtforms.validators import InputRequired, Length
 
+from authserver.passwords import MAX_INPUT_LENGTH
+
+# Password fields take what the policy takes (passwords.MAX_INPUT_LENGTH); the length rule
+# itself (PASSWORD_MIN_LENGTH, the maximum) is passwords.check_policy()'s, so a short new
+# password gets the policy's 422 and its advice, the same as through the API, not a form error.
+
 
 def required(field: StringField) -> str:
     """The text of an InputRequired field of a validated form (None only if it was not sent)."""
@@ -15,13 +21,15 @@ def required(field: StringField) -> str:
 
 class PasswordLoginForm(FlaskForm):
     email = EmailField("E-mail", validators=[InputRequired(), Length(max=254)])
-    password = PasswordField("Password", validators=[InputRequired(), Length(max=1024)])
+    password = PasswordField("Password", validators=[
+        InputRequired(), Length(max=MAX_INPUT_LENGTH)])
 
 
 class SignupForm(FlaskForm):
     name = StringField("Name (optional)", validators=[Length(max=200)])
     email = EmailField("E-mail", validators=[InputRequired(), Length(max=254)])
-    password = PasswordField("Password", validators=[InputRequired(), Length(max=1024)])
+    password = PasswordField("Password", validators=[
+        InputRequired(), Length(max=MAX_INPUT_LENGTH)])
 
 
 class EmailLinkForm(FlaskForm):
@@ -54,7 +62,8 @@ class NewPasswordForm(FlaskForm):
     """A reset link opened in the browser that asked for it: the new password is enough."""
 
     token = HiddenField()
-    password = PasswordField("New password", validators=[InputRequired(), Length(max=1024)])
+    password = PasswordField("New password", validators=[
+        InputRequired(), Length(max=MAX_INPUT_LENGTH)])
 
 
 class ResetCodeForm(NewPasswordForm):

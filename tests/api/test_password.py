@@ -7,6 +7,8 @@ import time
 
 import pytest
 
+from authserver import accounts
+from authserver.services import configure
 from tests.conftest import PASSWORD
 from tests.helpers import problem
 
@@ -37,6 +39,43 @@ def test_weak_passwords_are_422(client, password):
                                                    "password": password})
     assert response.status_code == 422
     assert problem(response)["code"] == "weak_password"
+
+
+TOO_SHORT_15 = "Use at least 15 characters \N{EM DASH} a few words work well."
+
+
+def test_a_14_character_password_is_422_with_advice(client):
+    response = client.post("/api/v1/signup", json={"email": "ada@example.com",
+                                                   "password": "fourteen chars"})
+    assert response.status_code == 422
+    body = problem(response)
+    assert body["code"] == "weak_password" and body["detail"] == TOO_SHORT_15
+    assert accounts.by_email("ada@example.com") is None
+    fifteen = client.post("/api/v1/signup", json={"email": "ada@example.com",
+                                                  "password": "fifteen chars!!"})
+    assert fifteen.status_code == 201, fifteen.get_json()
+
+
+@pytest.mark.parametrize("password", ["P@ssw0rd!", "Summer2024!", "Password123!",
+                                      "qwertyuiop123", "monkey2023", "Ada.1815!"])
+def test_variants_are_422_with_the_minimum_at_8(app, client, password):
+    configure(app, PASSWORD_MIN_LENGTH=8)
+    response = client.post("/api/v1/signup", json={"email": "ada@example.com",
+                                                   "password": password})
+    assert response.status_code == 422
+    body = problem(response)
+    assert body["code"] == "weak_password" and "few unrelated words" in body["detail"]
+    assert accounts.by_email("ada@example.com") is None
+
+
+def test_the_minimum_at_8_takes_an_8_character_password(app, client):
+    configure(app, PASSWORD_MIN_LENGTH=8)
+    assert client.post("/api/v1/signup", json={"email": "ada@example.com",
+                                               "password": "x7#Kq!2m"}).status_code == 201
+    short = client.post("/api/v1/signup", json={"email": "bob@example.com",
+                                                "password": "x7#Kq!2"})
+    assert problem(short)["detail"] == ("Use at least 8 characters \N{EM DASH} a few words "
+                                        "work well.")
 
 
 def test_long_unicode_passphrase_accepted(client):
@@ -80,7 +119,7 @@ def test_deeply_nested_json_is_400(client, path):
 
 @pytest.mark.parametrize(("path", "body"), [
     ("/api/v1/signup",
-     '{"email": "a@example.com", "password": "long enough 1", "name": "x\\ud800"}'),
+     '{"email": "a@example.com", "password": "long enough passphrase 1", "name": "x\\ud800"}'),
     ("/api/v1/token/refresh", '{"refresh_token": "' + "\\ud800" * 25 + '"}'),
     ("/api/v1/token/exchange", '{"code": "abc\\ud800"}'),
     ("/api/v1/magic-link/verify", '{"token": "\\ud800"}'),

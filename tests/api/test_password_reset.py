@@ -130,6 +130,30 @@ def test_a_weak_password_is_refused_before_the_link_is_used(app, client, signup)
         == 200
 
 
+def test_a_14_character_password_is_refused_with_advice(app, client, signup):
+    signup()
+    token, code = forgot(client, app)
+    for body in ({"token": token}, {"email": EMAIL, "code": code}):
+        weak = client.post(RESET, json={**body, "password": "fourteen chars"})
+        assert weak.status_code == 422
+        assert problem(weak)["code"] == "weak_password"
+        assert problem(weak)["detail"] == ("Use at least 15 characters \N{EM DASH} a few "
+                                           "words work well.")
+    assert client.post(RESET, json={"token": token, "password": "fifteen chars!!"}
+                       ).status_code == 200
+    assert sign_in(client, "fifteen chars!!").status_code == 200
+
+
+def test_a_variant_or_the_address_is_refused_at_min_8(app, client, signup):
+    signup()
+    configure(app, PASSWORD_MIN_LENGTH=8)
+    token, _ = forgot(client, app)
+    for password in ("P@ssw0rd!", "Summer2024!", "Ada2024!!"):
+        weak = client.post(RESET, json={"token": token, "password": password})
+        assert weak.status_code == 422 and problem(weak)["code"] == "weak_password", password
+    assert sign_in(client, PASSWORD).status_code == 200
+
+
 def test_a_breached_password_is_refused_before_the_link_is_used(app, client, signup):
     signup()
     token, _ = forgot(client, app)

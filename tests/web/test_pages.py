@@ -101,6 +101,25 @@ def test_signup_form_shows_weak_password_in_place(client):
     assert 'aria-invalid="true"' in response.get_data(as_text=True)
 
 
+def test_signup_page_shows_the_password_rule_before_any_submit(app, client):
+    from authserver.services import configure
+    from tests.web.test_reset_page import password_rule_on
+
+    password_rule_on(client.get("/signup").get_data(as_text=True), 15)
+    configure(app, PASSWORD_MIN_LENGTH=8)
+    password_rule_on(client.get("/signup").get_data(as_text=True), 8)
+
+
+def test_signup_form_refuses_a_short_password_with_the_rule(client):
+    page = client.get("/signup").get_data(as_text=True)
+    response = client.post("/signup", data={"email": "new@example.com",
+                                            "password": "fourteen chars",
+                                            "csrf_token": csrf_from(page)})
+    html = response.get_data(as_text=True)
+    assert response.status_code == 422
+    assert 'id="password-error"' in html and "Use at least 15 characters" in html
+
+
 def test_signup_form_creates_account(client):
     page = client.get("/signup").get_data(as_text=True)
     response = client.post("/signup", data={"email": "new@example.com", "password": PASSWORD,

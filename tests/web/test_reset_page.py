@@ -114,3 +114,50 @@ def test_in_another_browser_the_code_from_the_mail_resets(app, client, scanner, 
 def test_a_bad_link_shows_the_expired_page(client):
     page = client.get("/auth/reset", query_string={"token": "forged"})
     assert page.status_code == 410 and "/login/forgot" in page.get_data(True)
+
+
+PASSWORD_INPUT_RE = re.compile(r'<input[^>]*name="password"[^>]*>')
+
+
+def password_rule_on(html: str, minimum: int) -> None:
+    """The page states the length rule next to the new-password input before anything is
+    typed: visible text, tied to the input, and the input's own bounds."""
+    rule = f"At least {minimum} characters \N{EM DASH} a few words work well."
+    match = PASSWORD_INPUT_RE.search(html)
+    assert match is not None, "no password input"
+    tag = match.group(0)
+    assert f'minlength="{minimum}"' in tag and 'maxlength="256"' in tag
+    assert 'autocomplete="new-password"' in tag
+    hint = re.search(r'<p class="hint" id="([^"]+)">([^<]*)</p>', html)
+    assert hint is not None and hint.group(2) == rule
+    assert f'aria-describedby="{hint.group(1)}' in tag
+    assert html.index(tag) < html.index(rule) < html.index("</form>")
+
+
+def test_both_reset_forms_show_the_password_rule_before_any_submit(app, client, scanner,
+                                                                    signup):
+    from authserver.services import configure
+
+    signup()
+    token, _ = ask(app, client)
+    asking = client.get("/auth/reset", query_string={"token": token}).get_data(as_text=True)
+    password_rule_on(asking, 15)
+    elsewhere = scanner.get("/auth/reset", query_string={"token": token}).get_data(True)
+    assert 'name="code"' in elsewhere
+    password_rule_on(elsewhere, 15)
+    configure(app, PASSWORD_MIN_LENGTH=20)
+    password_rule_on(client.get("/auth/reset", query_string={"token": token}).get_data(True),
+                     20)
+
+
+def test_a_refused_password_keeps_the_rule_and_adds_the_reason(app, client, signup):
+    signup()
+    token, _ = ask(app, client)
+    html = client.get("/auth/reset", query_string={"token": token}).get_data(as_text=True)
+    weak = client.post("/auth/reset", data={"token": token, "csrf_token": csrf_from(html),
+                                            "password": "fourteen chars"})
+    page = weak.get_data(as_text=True)
+    assert weak.status_code == 422
+    assert "Use at least 15 characters \N{EM DASH} a few words work well." in page
+    assert 'aria-describedby="password-hint password-error"' in page
+    password_rule_on(page, 15)
