@@ -147,7 +147,7 @@ class Rule(NamedTuple):
 
     min_length: int
     max_length: int
-    rule: str
+    text: str
 
 
 def rule() -> Rule:
@@ -197,6 +197,7 @@ def check_policy(password: str, email: str | None = None) -> str | None:
         return "Use only valid Unicode characters."
     minimum = min_length()
     if len(normalized) < minimum:
+        # The page's rule (rule().text) as an instruction.
         return f"Use at least {minimum} characters \N{EM DASH} a few words work well."
     if len(normalized) > MAX_LENGTH:
         return f"Use at most {MAX_LENGTH} characters."

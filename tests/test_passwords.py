@@ -198,8 +198,14 @@ def test_fifteen_characters_are_enough() -> None:
     assert passwords.check_policy("fourteen chars") is not None
 
 
+def test_the_rule_the_pages_show() -> None:
+    assert passwords.rule() == passwords.Rule(
+        15, passwords.MAX_LENGTH, "At least 15 characters \N{EM DASH} a few words work well.")
+
+
 def test_the_minimum_follows_the_setting(min_8: None) -> None:
     assert passwords.min_length() == 8
+    assert passwords.rule().min_length == 8 and passwords.rule().text.startswith("At least 8 ")
     assert passwords.check_policy("x7#Kq!2m") is None
     assert passwords.check_policy("x7#Kq!2") == ("Use at least 8 characters \N{EM DASH} a few "
                                                  "words work well.")

@@ -110,6 +110,20 @@ def test_signup_page_shows_the_password_rule_before_any_submit(app, client):
     password_rule_on(client.get("/signup").get_data(as_text=True), 8)
 
 
+def test_the_password_rule_macro_states_the_configured_minimum(app):
+    from flask import render_template_string
+
+    from authserver.services import configure
+
+    source = '{% from "_macros.html" import password_rule %}{{ password_rule("new-rule") }}'
+    with app.test_request_context("/"):
+        assert render_template_string(source) == (
+            '<p class="hint" id="new-rule">At least 15 characters \N{EM DASH} a few words work '
+            'well.</p>')
+        configure(app, PASSWORD_MIN_LENGTH=12)
+        assert "At least 12 characters" in render_template_string(source)
+
+
 def test_signup_form_refuses_a_short_password_with_the_rule(client):
     page = client.get("/signup").get_data(as_text=True)
     response = client.post("/signup", data={"email": "new@example.com",
