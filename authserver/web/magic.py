@@ -124,7 +124,16 @@ def _inbox_page(form: EmailCodeForm, problem: Problem | None = None,
                                                                 **(headers or {})}
 
 
-@bp.route("/login/email/code", methods=["GET", "POST"])
+@bp.get("/login/email/code")
+def email_code_page() -> Response | Page:
+    """"Check your inbox" again (a reload, or back from a refused code)."""
+    email = session.get(EMAIL_KEY)
+    if not isinstance(email, str) or not email:
+        return redirect(url_for("web.email_request"))
+    return _inbox_page(EmailCodeForm(formdata=None))
+
+
+@bp.post("/login/email/code")
 @ratelimits.route(ratelimits.LINK_VERIFY_IP)
 @committed
 def email_code() -> Response | Page:
@@ -133,10 +142,8 @@ def email_code() -> Response | Page:
     """
     email = session.get(EMAIL_KEY)
     if not isinstance(email, str) or not email:
-        return redirect(url_for("web.email_request"))
+        return redirect(url_for("web.email_request"), code=303)
     form = EmailCodeForm()
-    if request.method == "GET":
-        return _inbox_page(EmailCodeForm(formdata=None))
     if not form.validate_on_submit():
         return _inbox_page(form, form_problem(form))
     if codes.normalize_code(required(form.code)) is None:

@@ -35,7 +35,7 @@ PENDING_HANDOFF_TTL = 600
 #: The pages one sign-in attempt moves through; they carry (and check) the attempt id.
 SIGN_IN_ENDPOINTS = frozenset({
     "web.login", "web.signup", "web.sms_request", "web.sms_code", "web.email_request",
-    "web.email_code",
+    "web.email_code", "web.email_code_page",
 })
 
 

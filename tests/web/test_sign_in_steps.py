@@ -279,3 +279,15 @@ def test_the_handoff_rides_on_the_mail_code_page(client):
     page = sent.get_data(as_text=True)
     assert f"/login/email/code?handoff={attempt.group(1)}" in page
     assert CALLBACK not in page
+
+
+@pytest.mark.parametrize("config_overrides", [{"SESSION_COOKIE_SECURE": False,
+                                               "MAGIC_LINK_VERIFY_LIMIT_PER_IP": "3/minute"}])
+def test_codes_typed_on_check_your_inbox_are_limited_per_ip(client):
+    inbox = _mail_from_the_steps(client)
+    action = form_action(inbox, "/login/email/code")
+    statuses = [client.post(action, data={"code": "000000", "csrf_token": csrf_from(inbox)})
+                .status_code for _ in range(4)]
+    assert statuses[-1] == 429 and 429 not in statuses[:3]
+    # Looking at the page again costs nothing.
+    assert client.get("/login/email/code").status_code == 200
