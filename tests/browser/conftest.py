@@ -129,8 +129,12 @@ def no_sideways_scroll(page: Any) -> None:
 
 def focused_and_visible(page: Any, selector: str) -> None:
     """`selector` has the keyboard focus and lies wholly inside the viewport."""
-    page.wait_for_function("s => document.activeElement === document.querySelector(s)",
-                           arg=selector, timeout=5_000)
+    # Polled from here, not with wait_for_function: that needs the page's own scripts on.
+    deadline = time.monotonic() + 5
+    while not page.evaluate("s => document.activeElement === document.querySelector(s)",
+                            selector):
+        assert time.monotonic() < deadline, f"{selector} does not have the focus"
+        time.sleep(0.05)
     inside = page.locator(selector).evaluate(
         "e => { const r = e.getBoundingClientRect();"
         " return r.top >= 0 && r.left >= 0 && r.bottom <= innerHeight"

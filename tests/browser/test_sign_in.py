@@ -283,3 +283,33 @@ def test_pages_fit_a_phone_screen(server, page):
         page.goto(server.url + path)
         no_sideways_scroll(page)
         shoot(page, name)
+
+
+def test_the_steps_work_without_scripts(server, outbox, browser):
+    """Progressive enhancement only: with JavaScript off, every step is a plain form, and the
+    resend button is usable and says when it will work."""
+    _signup_api(server)
+    context = browser.new_context(viewport=PHONE_SCREEN, java_script_enabled=False)
+    try:
+        page = context.new_page()
+        page.set_default_timeout(15_000)
+        _identify(page, server, PHONE_TYPED)
+        page.get_by_role("button", name="Text me a code").click()
+        page.wait_for_url("**/login/sms/code")
+        resend = page.get_by_role("button", name="Send a new code")
+        assert resend.is_enabled()
+        assert page.locator("#resend-when").inner_text().startswith("Available in")
+        page.locator("#code").fill(outbox.sms_code(PHONE))
+        page.get_by_role("button", name="Sign in").click()
+        page.wait_for_url("**/account")
+        _sign_out(page)
+
+        _identify(page, server, "ada@example.com")
+        page.get_by_label("Password", exact=True).fill("not my password at all")
+        page.get_by_role("button", name="Sign in with password").click()
+        focused_and_visible(page, "#password-error")  # autofocus: no script needed
+        page.get_by_label("Password", exact=True).fill(PASSWORD)
+        page.get_by_role("button", name="Sign in with password").click()
+        page.wait_for_url("**/account")
+    finally:
+        context.close()
