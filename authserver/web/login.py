@@ -80,8 +80,7 @@ def _kind_of(identifier: str) -> tuple[str, str]:
                   "mobile number.", field="identifier")
 
 
-def _identify_page(form: IdentifierForm | None = None, problem: Problem | None = None,
-                   status: int | None = None) -> Page:
+def _identify_page(form: IdentifierForm | None = None, problem: Problem | None = None) -> Page:
     """Step 1: one box, "E-mail or phone number", and Continue."""
     if problem is not None and problem.code in {"invalid_email", "invalid_phone",
                                                 "phone_country_not_allowed"}:
@@ -90,9 +89,7 @@ def _identify_page(form: IdentifierForm | None = None, problem: Problem | None =
         page, _, _ = render_form("login.html", form or IdentifierForm(), None, step="identify",
                                  handoff_error=problem.detail)
         return page, problem.status, {}
-    html, code, headers = render_form("login.html", form or IdentifierForm(), problem,
-                                      step="identify")
-    return html, status or code, headers
+    return render_form("login.html", form or IdentifierForm(), problem, step="identify")
 
 
 def _email_step(email: str, form: PasswordLoginForm | None = None,
