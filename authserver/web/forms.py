@@ -19,10 +19,18 @@ def required(field: StringField) -> str:
     return field.data
 
 
+class IdentifierForm(FlaskForm):
+    """/login's first step: one box for an e-mail address or a phone number."""
+
+    identifier = StringField("E-mail or phone number", validators=[
+        InputRequired(message="Enter your e-mail address or your mobile number."),
+        Length(max=254)])
+
+
 class PasswordLoginForm(FlaskForm):
     email = EmailField("E-mail", validators=[InputRequired(), Length(max=254)])
     password = PasswordField("Password", validators=[
-        InputRequired(), Length(max=MAX_INPUT_LENGTH)])
+        InputRequired(message="Enter your password."), Length(max=MAX_INPUT_LENGTH)])
 
 
 class SignupForm(FlaskForm):
@@ -42,6 +50,13 @@ class PhoneForm(FlaskForm):
 
 class SmsCodeForm(FlaskForm):
     code = StringField("6-digit code", validators=[InputRequired(), Length(max=12)])
+
+
+class EmailCodeForm(FlaskForm):
+    """"Check your inbox": the 6-digit code from the sign-in mail signs this browser in."""
+
+    code = StringField("6-digit code from the e-mail", validators=[
+        InputRequired(message="Enter the 6-digit code from the e-mail."), Length(max=12)])
 
 
 class ConfirmForm(FlaskForm):

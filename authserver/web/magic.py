@@ -9,7 +9,7 @@ own and presses what it finds neither signs in nor burns the link.
 
 from __future__ import annotations
 
-from flask import flash, make_response, redirect, render_template, request
+from flask import flash, make_response, redirect, render_template, request, session, url_for
 from werkzeug.wrappers import Response
 
 from authserver import codes, ratelimits, tokens
@@ -18,9 +18,15 @@ from authserver.flows import magic_link
 from authserver.transactions import committed
 from authserver.web import bp
 from authserver.web import session as web_session
-from authserver.web.email import link_binding
-from authserver.web.forms import ConfirmForm, EmailLinkForm, LinkCodeForm, required
-from authserver.web.pages import form_problem, render_form
+from authserver.web.email import EMAIL_KEY, EMAIL_WRONG_KEY, inbox_context, link_binding
+from authserver.web.forms import (
+    ConfirmForm,
+    EmailCodeForm,
+    EmailLinkForm,
+    LinkCodeForm,
+    required,
+)
+from authserver.web.pages import Page, form_problem, render_form
 
 # The link no longer works (expired, used, revoked) or never did (forged, mangled).
 INVALID_STATUS = 410
@@ -107,3 +113,58 @@ def magic_sign_in() -> Response:
             raise
         return _invalid()
     return _signed_in(proof)
+
+
+def _inbox_page(form: EmailCodeForm, problem: Problem | None = None,
+                status: str | None = None, status_code: int = 200,
+                headers: dict[str, str] | None = None) -> Page:
+    html, code, problem_headers = render_form("email_sent.html", form, problem,
+                                              **inbox_context(), status=status)
+    return html, code if problem is not None else status_code, {**problem_headers,
+                                                                **(headers or {})}
+
+
+@bp.get("/login/email/code")
+def email_code_page() -> Response | Page:
+    """"Check your inbox" again (a reload, or back from a refused code)."""
+    email = session.get(EMAIL_KEY)
+    if not isinstance(email, str) or not email:
+        return redirect(url_for("web.email_request"))
+    return _inbox_page(EmailCodeForm(formdata=None))
+
+
+@bp.post("/login/email/code")
+@ratelimits.route(ratelimits.LINK_VERIFY_IP)
+@committed
+def email_code() -> Response | Page:
+    """"Check your inbox": the code from the sign-in mail signs this browser in (the code
+    path of a link opened elsewhere), so a laptop sign-in works with the mail open on a phone.
+    """
+    email = session.get(EMAIL_KEY)
+    if not isinstance(email, str) or not email:
+        return redirect(url_for("web.email_request"), code=303)
+    form = EmailCodeForm()
+    if not form.validate_on_submit():
+        return _inbox_page(form, form_problem(form))
+    if codes.normalize_code(required(form.code)) is None:
+        # Not six digits: no try is used.
+        form.code.errors = ["Enter the 6 digits from the e-mail."]
+        return _inbox_page(form, status_code=400)
+    try:
+        return _signed_in(magic_link.consume_code(email, required(form.code)))
+    except Problem as problem:
+        if problem.code == "rate_limited":
+            return _inbox_page(form, problem)
+        if problem.code not in {"invalid_link", "otp_attempts_exceeded"}:
+            raise
+        wrong = session.get(EMAIL_WRONG_KEY)
+        session[EMAIL_WRONG_KEY] = (wrong if isinstance(wrong, int) else 0) + 1
+        form.code.data = ""
+        left = inbox_context()["tries_left"]
+        if problem.code == "otp_attempts_exceeded" or not left:
+            return _inbox_page(form, status=(
+                "That code no longer works: too many wrong tries. Use the link in the e-mail, "
+                "or send a new e-mail below."), status_code=429, headers=problem.headers)
+        return _inbox_page(form, status=(
+            f"That code didn't match. {left} {'try' if left == 1 else 'tries'} left. "
+            "Check the newest e-mail."), status_code=401)

@@ -35,6 +35,7 @@ PENDING_HANDOFF_TTL = 600
 #: The pages one sign-in attempt moves through; they carry (and check) the attempt id.
 SIGN_IN_ENDPOINTS = frozenset({
     "web.login", "web.signup", "web.sms_request", "web.sms_code", "web.email_request",
+    "web.email_code", "web.email_code_page",
 })
 
 
@@ -135,3 +136,19 @@ def after_sign_in(issued: IssuedTokens, *, redirect_to: str | None = None,
         code = handoff.create_code(issued.user, list(issued.amr), redirect_to, code_challenge)
         return redirect(handoff.redirect_url(redirect_to, code, state), code=303)
     return redirect(url_for("web.account"), code=303)
+
+
+def hand_off_signed_in(found: tuple[Session, User]) -> Response | None:
+    """Someone already signed in opened an app's sign-in (`/login?redirect_to=…`, checked and
+    started by the page): 303 to the app with a fresh hand-off code for this browser's user
+    and the methods of its sign-in, consuming the pending hand-off. None when there is none.
+    """
+    pending = pending_handoff()
+    drop_handoff()
+    if pending is None:
+        return None
+    browser_session, user = found
+    code = handoff.create_code(user, browser_session.amr_list, pending["redirect_to"],
+                               pending["code_challenge"])
+    return redirect(handoff.redirect_url(pending["redirect_to"], code, pending["state"]),
+                    code=303)

@@ -105,6 +105,42 @@ class Outbox:
         text = self.wait_for("email", email, count)["text"]
         return re.search(r"https?://\S+/auth/magic\?token=[^\s]+", text).group(0)
 
+    def email_code(self, email: str, count: int = 1) -> str:
+        """The 6-digit code printed next to the link of the newest mail to `email`."""
+        text = self.wait_for("email", email, count)["text"]
+        return re.search(r"enter this code: (\d{6})", text).group(1)
+
+    def reset_link(self, email: str, count: int = 1) -> str:
+        text = self.wait_for("email", email, count)["text"]
+        return re.search(r"https?://\S+/auth/reset\?token=[^\s]+", text).group(0)
+
+
+#: The small phone screen the sign-in pages must work on without scrolling sideways.
+PHONE_SCREEN = {"width": 360, "height": 640}
+LAPTOP_SCREEN = {"width": 1280, "height": 800}
+
+
+def no_sideways_scroll(page: Any) -> None:
+    """The page fits the viewport's width (nothing sticks out to scroll sideways to)."""
+    width = page.viewport_size["width"]
+    scroll_width = page.evaluate("document.documentElement.scrollWidth")
+    assert scroll_width <= width, f"{page.url}: {scroll_width}px wide in a {width}px viewport"
+
+
+def focused_and_visible(page: Any, selector: str) -> None:
+    """`selector` has the keyboard focus and lies wholly inside the viewport."""
+    # Polled from here, not with wait_for_function: that needs the page's own scripts on.
+    deadline = time.monotonic() + 5
+    while not page.evaluate("s => document.activeElement === document.querySelector(s)",
+                            selector):
+        assert time.monotonic() < deadline, f"{selector} does not have the focus"
+        time.sleep(0.05)
+    inside = page.locator(selector).evaluate(
+        "e => { const r = e.getBoundingClientRect();"
+        " return r.top >= 0 && r.left >= 0 && r.bottom <= innerHeight"
+        " && r.right <= innerWidth; }")
+    assert inside, f"{selector} is not wholly in the viewport"
+
 
 class StubApp:
     """A client app on loopback: starts a PKCE sign-in and exchanges the code it gets back."""

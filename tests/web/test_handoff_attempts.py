@@ -7,6 +7,7 @@ import re
 from html import unescape
 from urllib.parse import parse_qs, urlsplit
 
+import jwt
 import pytest
 
 from tests.conftest import PASSWORD
@@ -47,6 +48,14 @@ def password_post(client, html: str, email: str = "ada@example.com"):
         "email": email, "password": PASSWORD, "csrf_token": csrf_from(html)})
 
 
+def next_step(client, html: str, identifier: str) -> str:
+    """/login's first step: the identifier posted back to /login answers the next page."""
+    step = client.post(form_action(html, "/login"), data={
+        "identifier": identifier, "csrf_token": csrf_from(html)})
+    assert step.status_code == 200, step.get_data(as_text=True)[:300]
+    return step.get_data(as_text=True)
+
+
 def app_params(response) -> dict[str, list[str]]:
     """The query the app's callback receives, after checking the 303 goes to the app."""
     assert response.status_code == 303, response.get_data(as_text=True)[:300]
@@ -73,7 +82,8 @@ def test_state_reaches_the_app_after_a_password_sign_in(client, signup):
 
 
 def test_state_reaches_the_app_after_an_sms_sign_in_begun_on_the_login_page(app, client):
-    html = client.get("/login", query_string=app_query()).get_data(as_text=True)
+    html = next_step(client, client.get("/login", query_string=app_query()).get_data(
+        as_text=True), PHONE)
     sent = client.post(form_action(html, "/login/sms"),
                        data={"phone": PHONE, "csrf_token": csrf_from(html)})
     assert sent.status_code == 303
@@ -170,7 +180,8 @@ def test_abandoned_app_sign_in_does_not_ride_on_a_later_mailed_link(app, client)
 
 
 def test_an_app_sign_in_mailed_from_the_login_page_keeps_its_redirect(app, client):
-    html = client.get("/login", query_string=app_query()).get_data(as_text=True)
+    html = next_step(client, client.get("/login", query_string=app_query()).get_data(
+        as_text=True), "ada@example.com")
     client.post(form_action(html, "/login/email"),
                 data={"email": "ada@example.com", "csrf_token": csrf_from(html)})
     token = last_mail(app.config["OUTBOX_DIR"], "ada@example.com")[0]
@@ -253,8 +264,65 @@ def test_pages_of_an_attempt_carry_it_and_others_do_not(client):
     html = client.get("/login", query_string=app_query()).get_data(as_text=True)
     [attempt] = {parse_qs(urlsplit(a).query)["handoff"][0]
                  for a in map(unescape, FORM_RE.findall(html))}
-    for path in ("/login", "/login/sms", "/login/email"):
-        assert parse_qs(urlsplit(form_action(html, path)).query)["handoff"] == [attempt]
+    assert parse_qs(urlsplit(form_action(html, "/login")).query)["handoff"] == [attempt]
     assert parse_qs(urlsplit(link_to(html, "/signup")).query)["handoff"] == [attempt]
+    # The identifier's next step carries it on: to the password, the mail and the text.
+    by_mail = next_step(client, html, "ada@example.com")
+    for path in ("/login", "/login/email"):
+        assert parse_qs(urlsplit(form_action(by_mail, path)).query)["handoff"] == [attempt]
+    by_text = next_step(client, html, PHONE)
+    assert parse_qs(urlsplit(form_action(by_text, "/login/sms")).query)["handoff"] == [attempt]
     plain = client.get("/login").get_data(as_text=True)
     assert "handoff=" not in plain
+
+
+# --- someone already signed in --------------------------------------------------------------
+
+def _signed_in(client, signup) -> None:
+    signup()
+    assert lands_on_account(password_post(client, client.get("/login").get_data(as_text=True)))
+
+
+def test_signed_in_app_sign_in_goes_straight_on_with_a_fresh_code(client, signup):
+    _signed_in(client, signup)
+    first = app_params(client.get("/login", query_string=app_query()))
+    second = app_params(client.get("/login", query_string=app_query("again")))
+    assert first["state"] == ["st-123"] and second["state"] == ["again"]
+    assert first["code"] != second["code"]
+    exchanged = client.post("/api/v1/token/exchange", json={"code": first["code"][0]})
+    assert exchanged.status_code == 200
+    body = exchanged.get_json()
+    claims = jwt.decode(body["access_token"], options={"verify_signature": False})
+    assert body["user"]["email"] == "ada@example.com" and claims["amr"] == ["pwd"]
+    # The browser stays signed in, and nothing is left pending.
+    assert client.get("/account").status_code == 200
+    assert lands_on_account(client.get("/login"))
+
+
+def test_signed_in_app_sign_in_keeps_pkce(client, signup):
+    import base64
+    import hashlib
+
+    _signed_in(client, signup)
+    verifier = "v" * 50
+    challenge = base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest())
+    code = app_params(client.get("/login", query_string=app_query(
+        code_challenge=challenge.rstrip(b"=").decode(), code_challenge_method="S256")))["code"]
+    assert client.post("/api/v1/token/exchange",
+                       json={"code": code[0]}).status_code == 401  # no verifier: burnt
+    code = app_params(client.get("/login", query_string=app_query(
+        code_challenge=challenge.rstrip(b"=").decode(), code_challenge_method="S256")))["code"]
+    assert client.post("/api/v1/token/exchange", json={
+        "code": code[0], "code_verifier": verifier}).status_code == 200
+
+
+@pytest.mark.parametrize("query", [{"redirect_to": "https://evil.test/"},
+                                   {"redirect_to": CALLBACK + "?code=attacker"},
+                                   {"redirect_to": CALLBACK, "state": "two\nlines"},
+                                   {"redirect_to": CALLBACK, "code_challenge": "short"}])
+def test_signed_in_never_hands_off_to_a_refused_app(client, signup, query):
+    _signed_in(client, signup)
+    response = client.get("/login", query_string=query)
+    assert response.status_code == 422
+    assert "code=" not in response.headers.get("Location", "")
+    assert "not allowed to receive sign-ins" in response.get_data(as_text=True)
