@@ -29,6 +29,7 @@ from authserver import pwned
 
 __all__ = [
     "BCRYPT_MAX_BYTES",
+    "BCRYPT_MAX_COST",
     "HASH_LENGTH",
     "MAX_LENGTH",
     "MEMORY_COST_KIB",
@@ -36,6 +37,7 @@ __all__ = [
     "PARALLELISM",
     "SALT_LENGTH",
     "TIME_COST",
+    "bcrypt_cost",
     "check_policy",
     "hash_password",
     "is_bcrypt",
@@ -68,9 +70,13 @@ _MAX_RAW_LENGTH = 4 * MAX_LENGTH
 
 # bcrypt reads at most 72 bytes of a password; Node's bcrypt cut longer ones there silently.
 BCRYPT_MAX_BYTES = 72
+# The most work a stored bcrypt hash may ask for: each step doubles it (cost 10 takes about
+# 60 ms here, 14 about a second). A higher one (never a real choice) would let one sign-in
+# attempt tie up a worker for minutes, so it is refused, and import-seed skips it.
+BCRYPT_MAX_COST = 14
 # A well-formed bcrypt hash: variant, two-digit cost (4..31), 22 characters of salt and 31 of
 # hash in bcrypt's base64 alphabet. `$2x$` (crypt_blowfish's buggy-mode marker) is not one.
-_BCRYPT_HASH = re.compile(r"\$2[aby]\$(?:0[4-9]|[12][0-9]|3[01])\$[./A-Za-z0-9]{53}")
+_BCRYPT_HASH = re.compile(r"\$2[aby]\$(0[4-9]|[12][0-9]|3[01])\$[./A-Za-z0-9]{53}")
 
 _COMMON_PASSWORDS_RESOURCE = "data/common-passwords.txt"
 
@@ -150,8 +156,16 @@ def needs_rehash(stored_hash: str) -> bool:
 
 
 def is_bcrypt(stored_hash: object) -> TypeGuard[str]:
-    """True for a well-formed `$2a$`, `$2b$` or `$2y$` bcrypt hash."""
-    return isinstance(stored_hash, str) and _BCRYPT_HASH.fullmatch(stored_hash) is not None
+    """True for a well-formed `$2a$`, `$2b$` or `$2y$` bcrypt hash of a cost at most
+    BCRYPT_MAX_COST: one this server verifies."""
+    cost = bcrypt_cost(stored_hash)
+    return cost is not None and cost <= BCRYPT_MAX_COST
+
+
+def bcrypt_cost(stored_hash: object) -> int | None:
+    """The cost of a well-formed bcrypt hash (whatever it is), else None."""
+    match = _BCRYPT_HASH.fullmatch(stored_hash) if isinstance(stored_hash, str) else None
+    return int(match.group(1)) if match else None
 
 
 def upgraded_hash(stored_hash: str, password: str) -> str | None:

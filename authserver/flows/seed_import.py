@@ -160,8 +160,11 @@ def _read_source(url: URL, report: Report) -> list[_Row]:
             report.skipped.append(Skipped(row_id, "no password hash"))
             continue
         if not passwords.is_bcrypt(password_hash):
-            report.skipped.append(Skipped(row_id, "the password is not a bcrypt hash "
-                                                  "($2a$, $2b$ or $2y$)"))
+            cost = passwords.bcrypt_cost(password_hash)
+            report.skipped.append(Skipped(row_id, (
+                f"the bcrypt cost {cost} is above {passwords.BCRYPT_MAX_COST} (each sign-in "
+                "would take too long)") if cost is not None else
+                "the password is not a bcrypt hash ($2a$, $2b$ or $2y$)"))
             continue
         if email in first_of:
             report.skipped.append(Skipped(

@@ -30,7 +30,7 @@ HERE = "a password set on this server"
 @pytest.fixture(params=[("userId", "roleId"), ("UserId", "RoleId")],
                 ids=["userId", "UserId"])
 def seed(request: pytest.FixtureRequest) -> Iterator[SeedSource]:
-    """An AuthService database: 2 good users, one duplicate, 3 invalid rows and one whose
+    """An AuthService database: 2 good users, one duplicate, 4 invalid rows and one whose
     address is also registered here (by the test)."""
     user_column, role_column = request.param
     source = SeedSource.create(user_column=user_column, role_column=role_column)
@@ -43,6 +43,7 @@ def seed(request: pytest.FixtureRequest) -> Iterator[SeedSource]:
         source.add_user("dave@example.com", "sha256$0123456789abcdef0123456789abcdef")
         source.add_user("erin@example.com", None)
         source.add_user("taken@example.com", bcrypt_hash(OLD), roles=["admin"])
+        source.add_user("gil@example.com", "$2b$31$" + "." * 53)  # days per sign-in
         yield source
     finally:
         source.drop()
@@ -62,11 +63,12 @@ def test_import_counts_roles_and_timestamps(app: Any, seed: SeedSource) -> None:
     assert sorted(report.roles_created) == ["admin", "user"]
     assert report.roles_attached == 4  # ada: admin + user, bob: user, taken: admin
     reasons = {skipped.source_id: skipped.reason for skipped in report.skipped}
-    assert set(reasons) == {"3", "4", "5", "6"}
+    assert set(reasons) == {"3", "4", "5", "6", "8"}
     assert reasons["3"].startswith("duplicate address: the same as row 2")
     assert reasons["4"].startswith("invalid e-mail address")
     assert "not a bcrypt hash" in reasons["5"] and "sha256$" not in reasons["5"]
     assert reasons["6"] == "no password hash"
+    assert reasons["8"].startswith("the bcrypt cost 31 is above 14")
 
     db.session.expire_all()
     ada = accounts.by_email("ada@example.com")
@@ -86,7 +88,7 @@ def test_a_rerun_imports_nothing_twice(app: Any, seed: SeedSource) -> None:
     again = _run(seed, batch_size=2)
     assert (again.imported, again.already_present) == (0, 3)
     assert again.roles_created == [] and again.roles_attached == 0
-    assert len(again.skipped) == 4
+    assert len(again.skipped) == 5
     assert db.session.scalar(select(func.count()).select_from(User)) == 3
     assert db.session.scalar(select(func.count()).select_from(Role)) == 2
     # A user added to the source since is all the next run brings.
