@@ -19,6 +19,7 @@ from authserver import accounts, passwords
 from authserver.extensions import db
 from authserver.flows import seed_import
 from authserver.models import Role, User
+from tests.flows.magic_helpers import last_mail
 from tests.helpers import problem
 from tests.seed_source import SeedSource, bcrypt_hash
 
@@ -214,3 +215,19 @@ def test_mysql_scheme_means_pymysql() -> None:
     assert seed_import.source_url("mysql://u:p@h/db").drivername == "mysql+pymysql"
     assert seed_import.source_url("mariadb://u:p@h/db").drivername == "mariadb+pymysql"
     assert seed_import.source_url("mysql+pymysql://u@h/db").drivername == "mysql+pymysql"
+
+
+@pytest.mark.parametrize("mark_verified", [False, True], ids=["default", "mark_verified"])
+def test_the_first_magic_link_sign_in_evicts_the_imported_password_unless_marked_verified(
+        app: Any, client: Any, seed: SeedSource, mark_verified: bool) -> None:
+    # AuthService never proved anyone owned their address: by default an imported password
+    # is one set before its address was proven, and the first proof removes it (LC-1).
+    _run(seed, mark_verified=mark_verified)
+    assert client.post("/api/v1/magic-link/request",
+                       json={"email": "ada@example.com"}).status_code == 202
+    token, _code = last_mail(app.config["OUTBOX_DIR"], "ada@example.com")
+    linked = client.post("/api/v1/magic-link/verify", json={"token": token})
+    assert linked.status_code == 200, linked.get_json()
+    assert linked.get_json()["user"]["roles"] == ["admin", "user"]  # the imported account
+    expected = 200 if mark_verified else 401
+    assert _signin(client, "ada@example.com", OLD).status_code == expected
