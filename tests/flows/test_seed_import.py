@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import create_engine, event, func, insert, select
 
 from authserver import accounts, passwords
 from authserver.extensions import db
@@ -231,3 +231,36 @@ def test_the_first_magic_link_sign_in_evicts_the_imported_password_unless_marked
     assert linked.get_json()["user"]["roles"] == ["admin", "user"]  # the imported account
     expected = 200 if mark_verified else 401
     assert _signin(client, "ada@example.com", OLD).status_code == expected
+
+
+def test_an_address_registered_during_the_import_counts_as_already_present(
+        app: Any, client: Any, seed: SeedSource) -> None:
+    # Someone signs up as ada@ between the import's look-up of the batch's addresses and its
+    # INSERTs (committed on a connection of its own, as another request's would be).
+    other = create_engine(db.engine.url)
+    raced: list[bool] = []
+
+    def sign_up_meanwhile(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        if raced or not statement.lstrip().startswith("SELECT users.email"):
+            return
+        raced.append(True)
+        with other.begin() as racer:
+            racer.execute(insert(User.__table__).values(
+                id="racer", email="ada@example.com", disabled=False,
+                password_hash=passwords.hash_password(HERE),
+                created_at=datetime.now(UTC), updated_at=datetime.now(UTC)))
+
+    event.listen(db.engine, "after_cursor_execute", sign_up_meanwhile)
+    try:
+        report = _run(seed)
+    finally:
+        event.remove(db.engine, "after_cursor_execute", sign_up_meanwhile)
+        other.dispose()
+    assert raced
+    assert (report.imported, report.already_present) == (2, 1)
+    assert report.roles_attached == 2  # bob: user, taken: admin; none for the racer's ada
+    db.session.expire_all()
+    ada = accounts.by_email("ada@example.com")
+    assert ada is not None and ada.id == "racer" and ada.role_names == []
+    assert _signin(client, "ada@example.com", HERE).status_code == 200
+    assert _signin(client, "bob@example.com", BOB_OLD).status_code == 200
