@@ -95,3 +95,11 @@ def test_a_source_without_users_table_is_a_clear_failure(app: Any, runner: Any) 
 def test_not_a_url_is_a_clear_failure(app: Any, runner: Any) -> None:
     result = runner.invoke(args=["users", "import-seed", "authservice-db"])
     assert result.exit_code != 0 and "not a database URL" in result.output
+
+
+@pytest.mark.parametrize("url", ["postgresql://u:secret@127.0.0.1/db", "nosuch://u@h/db"])
+def test_a_database_without_a_driver_here_is_a_clear_failure(app: Any, runner: Any,
+                                                             url: str) -> None:
+    result = runner.invoke(args=["users", "import-seed", url])
+    assert result.exit_code != 0 and "Error: can't use the source database" in result.output
+    assert "secret" not in result.output and "Traceback" not in result.output

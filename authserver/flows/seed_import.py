@@ -135,7 +135,8 @@ def _read_source(url: URL, report: Report) -> list[_Row]:
     connect_args = {"connect_timeout": CONNECT_TIMEOUT} if "pymysql" in url.drivername else {}
     try:
         engine = create_engine(url, poolclass=NullPool, connect_args=connect_args)
-    except (ArgumentError, NoSuchModuleError) as exc:
+    except (ArgumentError, NoSuchModuleError, ImportError) as exc:
+        # An unknown scheme, or a driver that is not installed (only PyMySQL is).
         raise SourceError(f"can't use the source database {where}: {exc}") from None
     try:
         with engine.connect() as conn:
