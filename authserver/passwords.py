@@ -119,7 +119,8 @@ def verify_password(stored_hash: str | None, password: str) -> bool:
 
     A missing hash (unknown user, or a user without a password) is verified against a dummy
     hash with the same parameters so that the answer takes as long as a real mismatch. A
-    malformed or foreign hash is logged and counts as a mismatch; this never raises.
+    malformed or foreign hash is logged and counts as a mismatch; this never raises. An
+    imported bcrypt hash is checked as the Node service checked it (_verify_bcrypt).
     """
     if is_bcrypt(stored_hash):
         return _verify_bcrypt(stored_hash, password)
