@@ -17,6 +17,7 @@ from authserver import accounts, housekeeping, passwords
 from authserver.config import settings
 from authserver.errors import Problem
 from authserver.extensions import db
+from authserver.flows import seed_import
 from authserver.identifiers import lookalike_key, normalize_email
 from authserver.keys import keyring
 from authserver.models import User
@@ -129,6 +130,40 @@ def check_lookalikes() -> None:
         click.echo(line)
     click.echo(f"{len(findings)} look-alike finding(s)")
     raise click.exceptions.Exit(1)
+
+
+@users_cli.command("import-seed")
+@click.argument("source_database_url")
+@click.option("--dry-run", is_flag=True,
+              help="Read and check everything and print the counts; write nothing.")
+@click.option("--mark-verified", is_flag=True,
+              help="Count the imported addresses as proven (only when AuthService confirmed "
+                   "every address by e-mail; see docs/security.md).")
+@click.option("--batch-size", default=seed_import.BATCH_SIZE, show_default=True,
+              type=click.IntRange(min=1), help="Users per transaction.")
+@committed
+def import_seed(source_database_url: str, dry_run: bool, mark_verified: bool,
+                batch_size: int) -> None:
+    """Copy the users and roles of the Node AuthService's database (SOURCE_DATABASE_URL,
+    mysql+pymysql://user:password@host/database) here. Re-runnable: an address that already
+    has an account here is left as it is."""
+    try:
+        report = seed_import.import_users(source_database_url, batch_size=batch_size,
+                                          dry_run=dry_run, mark_verified=mark_verified)
+    except seed_import.SourceError as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(f"imported: {report.imported}")
+    click.echo(f"already present: {report.already_present}")
+    click.echo(f"skipped (invalid): {len(report.skipped)}")
+    for skipped in report.skipped:
+        click.echo(f"  row {skipped.source_id}: {skipped.reason}")
+    created = ", ".join(report.roles_created)
+    click.echo(f"roles created: {len(report.roles_created)}" + (f" ({created})" if created else ""))
+    click.echo(f"roles attached: {report.roles_attached}")
+    for note in report.roles_skipped:
+        click.echo(f"  role skipped {note}")
+    if report.dry_run:
+        click.echo("dry run: nothing was written")
 
 
 @keys_cli.command("list")

@@ -77,8 +77,12 @@ def sign_in(email: str, password: str, *, client: str = "api") -> IssuedTokens:
         raise Problem(403, "account_disabled", "This account has been disabled.")
     lockout.succeeded(email)
     devices.remember(user.id)
-    if user.password_hash and passwords.needs_rehash(user.password_hash):
-        user.password_hash = passwords.hash_password(password)
+    # Weaker argon2 parameters, or a bcrypt hash imported from the Node AuthService: the
+    # password just checked is stored again as argon2id (passwords.upgraded_hash).
+    upgraded = passwords.upgraded_hash(user.password_hash, password) if user.password_hash \
+        else None
+    if upgraded is not None:
+        user.password_hash = upgraded
         db.session.flush()
     log.info("sign-in user=%s", user.id)
     return tokens.issue(user, AMR, client=client)
