@@ -68,3 +68,8 @@ def failures(email: str) -> int:
 def succeeded(email: str) -> None:
     """A successful password sign-in: the run is over."""
     counters.end_run(_key(email))
+
+
+def forget(email: str) -> None:
+    """Drop the address's run in the caller's transaction (its account was deleted)."""
+    counters.forget(_key(email))

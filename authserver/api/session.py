@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
-from flask import g
+from flask import g, request
 
 from authserver import ratelimits, tokens
 from authserver.api import bp
+from authserver.api.body import parse_body
 from authserver.api.endpoint import ACCESS_TOKEN_HEADER, BEARER, endpoint
 from authserver.errors import ErrorCode as E
-from authserver.flows import handoff
-from authserver.schemas.requests import Exchange, Refresh
+from authserver.errors import Problem
+from authserver.flows import account, handoff
+from authserver.schemas.requests import Exchange, Logout, Refresh
 from authserver.schemas.responses import (
     IsAdmin,
     IsAuthenticated,
@@ -34,10 +36,20 @@ def refresh(body: Refresh) -> TokenResponse:
 @bp.post("/logout")
 @tokens.require_auth
 @committed
-@endpoint(summary="End the session of this token", tag="tokens", status=204,
-          security=(BEARER,))
+@endpoint(summary="End the session of this token (or others, or all)", tag="tokens",
+          status=204, security=(BEARER,),
+          errors={400: [E.INVALID_REQUEST], 422: [E.INVALID_REQUEST]},
+          description="Optional JSON body `{\"scope\": \"local\" | \"others\" | "
+                      "\"global\"}`: `local` (the default, also without a body) ends this "
+                      "session, `others` every other session of the account, `global` all "
+                      "of them.")
 def logout() -> None:
-    tokens.revoke_session(g.claims.session_id, reason="logout")
+    # No body (or an empty one, whatever its Content-Type) is today's logout: `local`.
+    scope = parse_body(Logout).scope if request.get_data(cache=True) else None
+    if scope not in (None, *account.SCOPES):
+        raise Problem(422, E.INVALID_REQUEST, "scope is one of local, others, global.",
+                      field="scope")
+    account.log_out(g.claims.user_id, g.claims.session_id, scope or "local")
 
 
 @bp.get("/me")
