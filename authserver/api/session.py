@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-from flask import g, request
+from flask import g
 
 from authserver import ratelimits, tokens
 from authserver.api import bp
-from authserver.api.body import parse_body
 from authserver.api.endpoint import ACCESS_TOKEN_HEADER, BEARER, endpoint
 from authserver.errors import ErrorCode as E
 from authserver.errors import Problem
@@ -37,15 +36,11 @@ def refresh(body: Refresh) -> TokenResponse:
 @tokens.require_auth
 @committed
 @endpoint(summary="End the session of this token (or others, or all)", tag="tokens",
-          status=204, security=(BEARER,),
-          errors={400: [E.INVALID_REQUEST], 422: [E.INVALID_REQUEST]},
-          description="Optional JSON body `{\"scope\": \"local\" | \"others\" | "
-                      "\"global\"}`: `local` (the default, also without a body) ends this "
-                      "session, `others` every other session of the account, `global` all "
-                      "of them.")
-def logout() -> None:
-    # No body (or an empty one, whatever its Content-Type) is today's logout: `local`.
-    scope = parse_body(Logout).scope if request.get_data(cache=True) else None
+          request=Logout, body_optional=True, status=204, security=(BEARER,),
+          errors={422: [E.INVALID_REQUEST]},
+          description="The body is optional: no body (today's logout) is `local`.")
+def logout(body: Logout | None) -> None:
+    scope = body.scope if body is not None else None
     if scope not in (None, *account.SCOPES):
         raise Problem(422, E.INVALID_REQUEST, "scope is one of local, others, global.",
                       field="scope")
