@@ -18,7 +18,7 @@ from authserver import codes, cooldowns, lockout, passwords, ratelimits, session
 from authserver.config import settings
 from authserver.errors import ErrorCode, Problem, invalid_token
 from authserver.extensions import client_ip, db
-from authserver.models import OneTimeCode, Session, User
+from authserver.models import OneTimeCode, User
 from authserver.services import services
 from authserver.user_agents import describe
 
@@ -171,9 +171,3 @@ def log_out(user_id: str, session_id: str, scope: Scope) -> int:
         return sessions.revoke_others(user_id, session_id, reason="logout_others")
     return sessions.revoke_all(user_id, reason="logout_global")
 
-
-def is_session_of(user_id: str, session_id: str) -> bool:
-    """Whether `session_id` is an open session of this account (web page checks)."""
-    return db.session.scalar(select(Session.id).where(
-        Session.id == session_id, Session.user_id == user_id,
-        Session.revoked_at.is_(None))) is not None

@@ -13,7 +13,7 @@ from authserver.extensions import db
 from authserver.flows import account
 from authserver.models import Counter, OneTimeCode, RefreshToken, SendCooldown, Session, User
 from tests.conftest import PASSWORD
-from tests.flows.magic_helpers import email_messages
+from tests.flows.magic_helpers import code_in, email_messages
 from tests.flows.sms_helpers import last_code, sms_messages, wrong_code
 from tests.helpers import bearer, problem
 from tests.race import pool_per_racer, race
@@ -94,6 +94,32 @@ def test_a_phone_held_by_another_account_is_texted_alike_and_then_refused(
     db.session.expire_all()
     assert accounts.by_phone(PHONE).id == holder["user"]["id"]  # type: ignore[union-attr]
     assert accounts.by_email(EMAIL).phone is None  # type: ignore[union-attr]
+
+
+def test_a_phone_added_before_the_address_was_proven_goes_at_its_first_proof(
+        app, client, signup, clock):
+    squatter = signup()  # signed up with someone else's address, never proven
+    add_phone(client, squatter["access_token"])
+    verify_phone(client, squatter["access_token"], sms_code(app))
+    assert client.post("/api/v1/magic-link/request", json={"email": EMAIL}).status_code == 202
+    code = code_in(email_messages(app.config["OUTBOX_DIR"], EMAIL)[-1]["text"])
+    owner = client.post("/api/v1/magic-link/verify", json={"email": EMAIL, "code": code})
+    assert owner.status_code == 200
+    user = owner.get_json()["user"]
+    assert (user["id"], user["phone"], user["phone_verified"]) == (
+        squatter["user"]["id"], None, False)
+    # The squatter's phone no longer reaches the owner's account.
+    clock.travel(31)
+    assert sms_sign_in(client, app)["user"]["id"] != user["id"]
+    # Once the address is proven, a phone added later stays through later proofs.
+    add_phone(client, owner.get_json()["access_token"], "+16502530001")
+    verify_phone(client, owner.get_json()["access_token"],
+                 sms_code(app, "+16502530001"), "+16502530001")
+    clock.travel(31)
+    client.post("/api/v1/magic-link/request", json={"email": EMAIL})
+    code = code_in(email_messages(app.config["OUTBOX_DIR"], EMAIL)[-1]["text"])
+    again = client.post("/api/v1/magic-link/verify", json={"email": EMAIL, "code": code})
+    assert again.get_json()["user"]["phone"] == "+16502530001"
 
 
 def test_wrong_codes_kill_the_code_then_429(app, client, signup):
