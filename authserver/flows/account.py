@@ -51,9 +51,11 @@ def change_password(user_id: str, session_id: str, current_password: str | None,
 
     `current_password` is required when the account has a password, checked like a sign-in
     (constant time; wrong ones count against the account's sign-in limits and its run of
-    wrong passwords). 400 when it is missing, 401 invalid_credentials when wrong (also when
-    another change won meanwhile), 422 weak_password / breached_password, 429, 403
-    password_signin_locked. The notice mail goes out after the change committed.
+    wrong passwords, and a locked address refuses it). Counted only when wrong: the caller
+    is signed in already, and a right one does not end the run (only a sign-in does).
+    400 when it is missing, 401 invalid_credentials when wrong (also when another change
+    won meanwhile), 422 weak_password / breached_password, 429, 403 password_signin_locked.
+    The notice mail goes out after the change committed.
     """
     user = _user(user_id)
     had_password = user.password_hash is not None
@@ -70,13 +72,13 @@ def change_password(user_id: str, session_id: str, current_password: str | None,
         account_key = user.email or f"user:{user.id}"
         ratelimits.check(ratelimits.SIGNIN_ACCOUNT, account_key)
         if user.email:
-            lockout.attempt(user.email, user.id)
+            lockout.check(user.email)
         if not passwords.verify_password(old_hash, current_password or ""):
             ratelimits.count(ratelimits.SIGNIN_ACCOUNT, account_key)
+            if user.email:
+                lockout.failed(user.email)
             log.info("password change: wrong current password user=%s", user.id)
             raise _wrong_current()
-        if user.email:
-            lockout.succeeded(user.email)
     # Conditional on the hash it was checked against: of concurrent changes one wins; the
     # others' current password is no longer the account's.
     condition = User.password_hash == old_hash if old_hash else User.password_hash.is_(None)

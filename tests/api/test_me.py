@@ -10,7 +10,7 @@ from sqlalchemy import func, select
 
 from authserver import accounts, lockout, passwords
 from authserver.extensions import db
-from authserver.flows import account
+from authserver.flows import account, phone_change
 from authserver.models import Counter, OneTimeCode, RefreshToken, SendCooldown, Session, User
 from tests.conftest import PASSWORD
 from tests.flows.magic_helpers import code_in, email_messages
@@ -22,6 +22,7 @@ EMAIL = "ada@example.com"
 PHONE = "+16502530000"
 NEW_PASSWORD = "a brand new passphrase for ada"
 RACERS = 20
+TEST_NUMBER, TEST_CODE = "+15550001111", "123456"
 
 
 def sms_code(app: Any, phone: str = PHONE) -> str:
@@ -219,6 +220,17 @@ def test_password_change_needs_the_right_current_password(app, client, signup):
     assert lockout.failures(EMAIL) == 1
 
 
+@pytest.mark.parametrize("config_overrides", [{"SIGNIN_MAX_CONSECUTIVE_FAILURES": 2}])
+def test_wrong_current_passwords_run_into_the_password_lock(app, client, signup):
+    tokens = signup()
+    for _ in range(2):
+        assert change_password(client, tokens["access_token"], current="wrong").status_code \
+            == 401
+    locked = change_password(client, tokens["access_token"])
+    assert locked.status_code == 403 and problem(locked)["code"] == "password_signin_locked"
+    assert problem(sign_in(client))["code"] == "password_signin_locked"
+
+
 def test_wrong_current_passwords_meet_the_sign_in_limit(app, client, signup):
     tokens = signup()
     answers = [change_password(client, tokens["access_token"], current=f"wrong guess {i}")
@@ -369,7 +381,27 @@ class TestRacesOnMySQL:
     @pytest.fixture
     def config_overrides(self, monkeypatch):
         pool_per_racer(monkeypatch, RACERS)
-        return {}
+        return {"SMS_TEST_NUMBERS": {TEST_NUMBER: TEST_CODE}}
+
+    def test_twenty_accounts_racing_for_one_number_one_gets_it(self, app, client):
+        # A test number's fixed code lets every account hold a right code at once: the
+        # unique index on users.phone alone decides.
+        ids = [accounts.create(email=f"racer{i}@example.com").id for i in range(RACERS)]
+        db.session.commit()
+        box = list(ids)
+
+        def work() -> str:
+            user = accounts.get(box.pop())
+            return phone_change.verify_code(user, TEST_NUMBER, TEST_CODE).id
+
+        outcomes = race(app, work, RACERS, remote_addr="192.0.2.32")
+        won = [o for o in outcomes if isinstance(o, str) and o in ids]
+        assert len(won) == 1, outcomes
+        assert all(getattr(o, "code", None) == "phone_taken"
+                   for o in outcomes if o not in won), outcomes
+        db.session.commit()  # a fresh snapshot (MySQL's REPEATABLE READ)
+        holder = accounts.by_phone(TEST_NUMBER)
+        assert holder is not None and holder.id == won[0] and holder.phone_verified_at
 
     def test_concurrent_deletions_delete_once(self, app, client, signup):
         user_id = signup()["user"]["id"]
