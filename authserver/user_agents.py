@@ -1,8 +1,8 @@
 """A person-readable name for a session's User-Agent: "Chrome on Linux", "Safari on iPhone".
 
 Only the common browsers and systems, by the tokens their User-Agent strings have carried
-for years; anything else is "Unknown browser" / "unknown system" (the raw string is still
-listed next to it). Order matters: Edge, Opera and Samsung Internet also say "Chrome", and
+for years; anything else is "Unknown browser" (GET /api/v1/me/sessions also gives the raw
+string). Order matters: Edge, Opera and Samsung Internet also say "Chrome", and
 Chrome also says "Safari"; Android says "Linux", iOS says "Mac OS X".
 """
 
@@ -15,7 +15,7 @@ _BROWSERS: tuple[tuple[str, re.Pattern[str]], ...] = (
     ("Opera", re.compile(r"\b(OPR|Opera)/")),
     ("Samsung Internet", re.compile(r"\bSamsungBrowser/")),
     ("Firefox", re.compile(r"\b(Firefox|FxiOS)/")),
-    ("Chrome", re.compile(r"\b(Chrome|CriOS|Chromium)/")),
+    ("Chrome", re.compile(r"\b(Chrome|HeadlessChrome|CriOS|Chromium)/")),
     ("Safari", re.compile(r"\bVersion/[\d.]+.*\bSafari/")),
     ("curl", re.compile(r"^curl/")),
     ("Python", re.compile(r"^(python-requests|python-httpx|Python-urllib)/")),

@@ -29,6 +29,8 @@ from authserver.user_agents import describe
      "Chrome/126.0.0.0 Safari/537.36 OPR/111.0.0.0", "Opera on Windows"),
     ("Mozilla/5.0 (X11; CrOS x86_64 14541.0.0) AppleWebKit/537.36 (KHTML, like Gecko) "
      "Chrome/126.0.0.0 Safari/537.36", "Chrome on ChromeOS"),
+    ("Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) "
+     "HeadlessChrome/126.0.0.0 Safari/537.36", "Chrome on Linux"),
     ("curl/8.5.0", "curl"),
     ("python-requests/2.32.3", "Python"),
     ("Werkzeug/3.0.3", "Unknown browser"),
