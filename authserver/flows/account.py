@@ -104,7 +104,7 @@ def change_password(user_id: str, session_id: str, current_password: str | None,
 
 def _notify(email: str) -> None:
     config = settings()
-    context = {"app_name": config.app_name, "email": email,
+    context = {"app_name": config.app_name, "email": email, "in_account": True,
                "reset_url": f"{config.public_base_url}/login/forgot"}
     try:
         services().email.send(email, f"Your {config.app_name} password was changed",

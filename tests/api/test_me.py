@@ -3,6 +3,7 @@ scopes (SQLite and MySQL; SMS and mail through the file backends' outbox)."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -13,7 +14,8 @@ from authserver.extensions import db
 from authserver.flows import account, phone_change
 from authserver.models import Counter, OneTimeCode, RefreshToken, SendCooldown, Session, User
 from tests.conftest import PASSWORD
-from tests.flows.magic_helpers import code_in, email_messages
+from tests.fakes.smtp_server import FakeSmtp
+from tests.flows.magic_helpers import code_in, email_messages, parts_of
 from tests.flows.sms_helpers import last_code, sms_messages, wrong_code
 from tests.helpers import bearer, problem
 from tests.race import pool_per_racer, race
@@ -433,3 +435,38 @@ class TestRacesOnMySQL:
         stored = accounts.by_email(EMAIL).password_hash  # type: ignore[union-attr]
         assert sum(passwords.verify_password(stored, p) for p in candidates) == 1
         assert me(client, tokens["access_token"]).status_code == 200
+
+
+# -- the notice over real SMTP ---------------------------------------------------------------
+@pytest.fixture
+def fake_smtp() -> Iterator[FakeSmtp]:
+    with FakeSmtp() as fake:
+        yield fake
+
+
+class TestOverSmtp:
+    @pytest.fixture
+    def config_overrides(self, fake_smtp):
+        return {"EMAIL_BACKEND": "smtp", "SMTP_HOST": fake_smtp.host,
+                "SMTP_PORT": fake_smtp.port, "SMTP_TIMEOUT": 3.0,
+                "MAIL_FROM": "Example Auth <no-reply@auth.example.test>",
+                "APP_NAME": "Example Auth"}
+
+    def test_the_change_notice_is_delivered(self, client, fake_smtp, signup):
+        tokens = signup()
+        assert change_password(client, tokens["access_token"]).status_code == 204
+        [notice] = fake_smtp.wait_for(1)
+        assert notice["Subject"] == "Your Example Auth password was changed"
+        assert notice["To"] == EMAIL
+        text, html = parts_of(notice)
+        assert NEW_PASSWORD not in text + html and PASSWORD not in text + html
+        assert "https://auth.example.test/login/forgot" in text
+        assert "account page" in text and "reset link" not in text
+        assert 'href="https://auth.example.test/login/forgot"' in html
+
+    def test_a_notice_that_fails_to_send_does_not_undo_the_change(self, client, fake_smtp,
+                                                                  signup):
+        tokens = signup()
+        fake_smtp.stop()
+        assert change_password(client, tokens["access_token"]).status_code == 204
+        assert sign_in(client, NEW_PASSWORD).status_code == 200
