@@ -164,7 +164,8 @@ def verified_owner(*, email: str | None = None, phone: str | None = None,
 
     Anyone can sign up with someone else's address (or add their phone) and a password of
     their choosing, before the owner ever proves it. So the identifier's first proof evicts
-    everything set up before it: the password is removed and every open session revoked.
+    everything set up before it: the password is removed, every open session revoked, and
+    (for an address) a phone added before it removed.
     """
     user = find_or_create(email=email, phone=phone) if create else (
         by_email(email) if email else by_phone(phone))  # type: ignore[arg-type]
@@ -177,6 +178,12 @@ def verified_owner(*, email: str | None = None, phone: str | None = None,
     if getattr(user, column.key) is not None:
         return Owner(user, evicted=False)
     had_password = user.password_hash is not None
+    # A phone added before the address was ever proven was added by whoever signed up with
+    # it, maybe not its owner: it goes too, or it would sign them in after the owner took over.
+    had_phone = email is not None and user.phone is not None
+    evict: dict[str, None] = {User.password_hash.key: None}
+    if had_phone:
+        evict.update({User.phone.key: None, User.phone_verified_at.key: None})
     # In the caller's transaction, with the code's use and the new session: all or nothing.
     # This UPDATE comes before the session INSERT, so the transaction holds the user row's
     # exclusive lock before the INSERT's foreign-key check wants a shared one (the other
@@ -184,12 +191,14 @@ def verified_owner(*, email: str | None = None, phone: str | None = None,
     # evicts, so a racing second proof can't revoke the first one's new session.
     first = db.session.execute(
         update(User).where(User.id == user.id, column.is_(None))
-        .values({column.key: clock.now(), User.password_hash.key: None})
+        .values({column.key: clock.now(), **evict})
         .execution_options(synchronize_session=False)).rowcount == 1  # type: ignore[attr-defined]
     if not first:
         return Owner(user, evicted=False)
     revoked = sessions.revoke_all(user.id, reason="ownership_proven", at_once=False)
-    if had_password or revoked:
-        log.warning("first proof of %s evicted a password=%s and %d session(s) user=%s",
-                    "e-mail" if email else "phone", had_password, revoked, user.id)
-    return Owner(user, evicted=had_password or revoked > 0)
+    if had_password or had_phone or revoked:
+        log.warning("first proof of %s evicted a password=%s, a phone=%s and %d session(s) "
+                    "user=%s", "e-mail" if email else "phone", had_password, had_phone,
+                    revoked, user.id)
+        db.session.expire(user)
+    return Owner(user, evicted=had_password or had_phone or revoked > 0)

@@ -19,7 +19,7 @@ import hashlib
 import math
 from datetime import datetime, timedelta
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import delete, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from authserver import clock
@@ -107,3 +107,9 @@ def release(key: str, previous: datetime | None) -> None:
     )
     db.session.commit()
 
+
+
+def forget(*keys: str) -> None:
+    """Delete the slots of `keys` in the caller's transaction (an account's deletion)."""
+    db.session.execute(delete(SendCooldown).where(
+        SendCooldown.key.in_([_stored_key(key) for key in keys])))

@@ -148,6 +148,11 @@ def end_run(key: str, *, started_by: datetime | None = None) -> None:
     db.session.commit()
 
 
+def forget(key: str) -> None:
+    """Delete `key`'s row in the caller's transaction (an account's deletion)."""
+    db.session.execute(delete(Counter).where(Counter.key == _stored_key(key)))
+
+
 def prune(before: datetime) -> int:
     """Delete windows and runs that started before `before`; returns how many."""
     result = db.session.execute(delete(Counter).where(Counter.started_at < before))

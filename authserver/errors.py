@@ -52,6 +52,7 @@ class ErrorCode(StrEnum):
     BREACHED_PASSWORD = "breached_password", "Password found in a data breach"
     INVALID_REDIRECT = "invalid_redirect", "Redirect not allowed"
     EMAIL_TAKEN = "email_taken", "E-mail already registered"
+    PHONE_TAKEN = "phone_taken", "Phone already registered"
     INVALID_CREDENTIALS = "invalid_credentials", "Invalid credentials"
     ACCOUNT_DISABLED = "account_disabled", "Account disabled"
     PASSWORD_SIGNIN_LOCKED = "password_signin_locked", "Password sign-in locked"

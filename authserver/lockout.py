@@ -60,6 +60,19 @@ def attempt(email: str, user_id: str | None) -> None:
         raise _locked()
 
 
+def check(email: str) -> None:
+    """403 password_signin_locked when the address's run is at the cap; counts nothing (a
+    password checked outside sign-in, e.g. the current one of a password change)."""
+    cap = settings().signin_max_consecutive_failures
+    if cap and failures(email) >= cap:
+        raise _locked()
+
+
+def failed(email: str) -> None:
+    """One more wrong password in the address's run, found outside sign-in (see `check`)."""
+    counters.extend_run(_key(email))
+
+
 def failures(email: str) -> int:
     """Password attempts for `email` in the current run (for tests and support)."""
     return counters.run_count(_key(email))
@@ -68,3 +81,8 @@ def failures(email: str) -> int:
 def succeeded(email: str) -> None:
     """A successful password sign-in: the run is over."""
     counters.end_run(_key(email))
+
+
+def forget(email: str) -> None:
+    """Drop the address's run in the caller's transaction (its account was deleted)."""
+    counters.forget(_key(email))

@@ -102,8 +102,9 @@ def _operation(rule: Rule, operation: Operation,
         # Alternatives: any one of the schemes will do.
         doc["security"] = [{name: []} for name in operation.security]
     if operation.request is not None:
-        doc["requestBody"] = {"required": True, "content": {"application/json": {
-            "schema": refs[(operation.request, "validation")]}}}
+        doc["requestBody"] = {"required": not operation.body_optional,
+                              "content": {"application/json": {
+                                  "schema": refs[(operation.request, "validation")]}}}
 
     success: dict[str, Any] = {"description": HTTPStatus(operation.status).phrase}
     if operation.response is not None:

@@ -141,3 +141,15 @@ def mask(e164: str) -> str:
     if len(e164) < 6:
         return "+***"
     return e164[:2] + "*" * (len(e164) - 4) + e164[-2:]
+
+
+def display(e164: str | None) -> str:
+    """A stored number as people write it (INTERNATIONAL: "+1 650-253-0000"); the stored
+    text itself when it does not parse."""
+    if not e164:
+        return ""
+    try:
+        number = phonenumbers.parse(e164, None)
+    except NumberParseException:
+        return e164
+    return phonenumbers.format_number(number, PhoneNumberFormat.INTERNATIONAL)

@@ -217,6 +217,36 @@ def revoke_all(user_id: str, *, reason: str, at_once: bool = True) -> int:
     return count
 
 
+def revoke_others(user_id: str, keep: str, *, reason: str, at_once: bool = True) -> int:
+    """End every open session of a user but `keep` (the caller's); returns how many."""
+    count = _rowcount(db.session.execute(
+        update(Session)
+        .where(Session.user_id == user_id, Session.id != keep, Session.revoked_at.is_(None))
+        .values(revoked_at=clock.now(), revoked_reason=reason)
+    ))
+    if at_once:
+        db.session.commit()  # whatever the caller does next (see above)
+    log.info("other sessions revoked user=%s kept=%s count=%s reason=%s", user_id, keep,
+             count, reason)
+    return count
+
+
+def revoke_own(user_id: str, session_id: str, *, reason: str = "logout") -> bool:
+    """End one open session if it is `user_id`'s; False when it is not theirs, unknown or
+    already ended (one conditional UPDATE: the caller can't tell those apart, nor end
+    anybody else's session)."""
+    ended = _rowcount(db.session.execute(
+        update(Session)
+        .where(Session.id == session_id, Session.user_id == user_id,
+               Session.revoked_at.is_(None), Session.expires_at > clock.now())
+        .values(revoked_at=clock.now(), revoked_reason=reason)
+    )) == 1
+    db.session.commit()  # at once (see above)
+    if ended:
+        log.info("session revoked sid=%s reason=%s", session_id, reason)
+    return ended
+
+
 # -- reading ---------------------------------------------------------------------------------
 def is_open(session_id: str, user_id: str) -> bool:
     """Whether an access token's session is still open and its user enabled.

@@ -55,7 +55,7 @@ class Run:
 
     def __init__(self, app: Any) -> None:
         self.app = app
-        hashed = passwords.hash_password(PASSWORD)
+        hashed = self.hashed = passwords.hash_password(PASSWORD)
         self.member = accounts.create(email="ada@example.com", password_hash=hashed)
         self.admin = accounts.create(email="root@example.com", password_hash=hashed,
                                      roles=["admin"])
@@ -67,6 +67,17 @@ class Run:
         self.admin_token = self.issue(self.admin.id).access_token
         self.keep_credentials = itertools.count()
         self.real_user = itertools.count()
+        self.throwaways = itertools.count()
+
+    def throwaway_token(self) -> str:
+        """A new account's token, for operations that end sessions or the account itself
+        (logout scopes, password change, deletion): the run's own tokens keep working."""
+        with self.app.test_request_context():
+            user = accounts.create(email=f"throwaway{next(self.throwaways)}@example.com",
+                                   password_hash=self.hashed)
+            db.session.commit()
+            user_id = user.id
+        return str(self.issue(user_id).access_token)
 
     def issue(self, user_id: str) -> Any:
         """The tokens of a new session."""
@@ -84,8 +95,9 @@ class Run:
             token = self.admin_token
             if "user_id" in (case.path_parameters or {}) and next(self.real_user) % 2:
                 case.path_parameters["user_id"] = self.target.id
-        elif path == "/api/v1/logout":
-            token = self.issue(self.member.id).access_token
+        elif path in ("/api/v1/logout", "/api/v1/me/password") or (
+                path == "/api/v1/me" and case.operation.method.upper() == "DELETE"):
+            token = self.throwaway_token()
         else:
             token = self.member_token
         if next(self.keep_credentials) % 5 == 0:
@@ -106,6 +118,11 @@ class Run:
             "POST /api/v1/magic-link/verify": [{"body": {"email": "ada@example.com",
                                                          "code": "000000"}}],
             "POST /api/v1/token/refresh": [{"body": {"refresh_token": self.refresh_token}}],
+            "POST /api/v1/logout": [{"body": {"scope": "others"}}],
+            "POST /api/v1/me/phone": [{"body": {"phone": PHONE}}],
+            "POST /api/v1/me/phone/verify": [{"body": {"phone": PHONE, "code": "000000"}}],
+            "POST /api/v1/me/password": [{"body": {"password": "another fine passphrase",
+                                                   "current_password": PASSWORD}}],
             "GET /api/v1/admin/users": [{"query": {"email": "ada@example.com"}}],
             "POST /api/v1/admin/users/{user_id}/roles": [
                 {"path_parameters": {"user_id": target}, "body": {"role": "editor"}}],

@@ -49,6 +49,8 @@ class Operation:
     security: tuple[str, ...] = ()
     headers: Mapping[str, str] = field(default_factory=dict)
     description: str | None = None
+    #: The body may be left out (no bytes at all): the view then gets `body=None`.
+    body_optional: bool = False
 
     def problems(self) -> dict[int, tuple[ErrorCode, ...]]:
         """Every documented error status with its codes, including the implied ones."""
@@ -75,19 +77,22 @@ def endpoint(
     security: tuple[str, ...] = (),
     headers: Mapping[str, str] | None = None,
     description: str | None = None,
+    body_optional: bool = False,
 ) -> Callable[[View], Callable[..., Response]]:
     """Declare a view's request, response and failures; see the module docstring."""
     operation = Operation(
         summary=summary, tag=tag, request=request, query=query, response=response,
         status=status, errors={s: tuple(codes) for s, codes in (errors or {}).items()},
         security=security, headers=dict(headers or {}), description=description,
+        body_optional=body_optional,
     )
 
     def decorate(view: View) -> Callable[..., Response]:
         @functools.wraps(view)
         def wrapper(*args: Any, **kwargs: Any) -> Response:
             if request is not None:
-                kwargs["body"] = parse_body(request)
+                empty = body_optional and not flask_request.get_data(cache=True)
+                kwargs["body"] = None if empty else parse_body(request)
             if query is not None:
                 kwargs["query"] = query.model_validate(flask_request.args.to_dict())
             return render(operation, view(*args, **kwargs))

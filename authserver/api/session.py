@@ -8,8 +8,9 @@ from authserver import ratelimits, tokens
 from authserver.api import bp
 from authserver.api.endpoint import ACCESS_TOKEN_HEADER, BEARER, endpoint
 from authserver.errors import ErrorCode as E
-from authserver.flows import handoff
-from authserver.schemas.requests import Exchange, Refresh
+from authserver.errors import Problem
+from authserver.flows import account, handoff
+from authserver.schemas.requests import Exchange, Logout, Refresh
 from authserver.schemas.responses import (
     IsAdmin,
     IsAuthenticated,
@@ -34,10 +35,16 @@ def refresh(body: Refresh) -> TokenResponse:
 @bp.post("/logout")
 @tokens.require_auth
 @committed
-@endpoint(summary="End the session of this token", tag="tokens", status=204,
-          security=(BEARER,))
-def logout() -> None:
-    tokens.revoke_session(g.claims.session_id, reason="logout")
+@endpoint(summary="End the session of this token (or others, or all)", tag="tokens",
+          request=Logout, body_optional=True, status=204, security=(BEARER,),
+          errors={422: [E.INVALID_REQUEST]},
+          description="The body is optional: no body (today's logout) is `local`.")
+def logout(body: Logout | None) -> None:
+    scope = body.scope if body is not None else None
+    if scope not in (None, *account.SCOPES):
+        raise Problem(422, E.INVALID_REQUEST, "scope is one of local, others, global.",
+                      field="scope")
+    account.log_out(g.claims.user_id, g.claims.session_id, scope or "local")
 
 
 @bp.get("/me")

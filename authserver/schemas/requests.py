@@ -86,6 +86,27 @@ class Exchange(RequestBody):
                           "`code_challenge`, refused when it gave none.")
 
 
+class PhoneChange(RequestBody):
+    phone: RequiredText = Field(description="Any common notation; normalised to E.164.")
+
+
+class PhoneChangeVerify(RequestBody):
+    phone: RequiredText
+    code: RequiredText = Field(description="The 6-digit code from the text message.")
+
+
+class PasswordChange(RequestBody):
+    password: RequiredText = Field(description="The new password; the sign-up policy applies.")
+    current_password: Text | None = Field(
+        None, description="Required when the account has a password.")
+
+
+class Logout(RequestBody):
+    scope: Text | None = Field(
+        None, description="`local` (default): this session; `others`: every other session "
+                          "of the account; `global`: all of them.")
+
+
 class RoleGrant(RequestBody):
     role: RequiredText
 

@@ -81,6 +81,24 @@ class UserList(ResponseBody):
     users: list[User]
 
 
+class SessionInfo(ResponseBody):
+    """One open session of the account (GET /me/sessions)."""
+
+    id: str
+    created_at: Annotated[str, WithJsonSchema({"type": "string", "format": "date-time"})]
+    last_used_at: Annotated[str, WithJsonSchema({"type": "string", "format": "date-time"})]
+    user_agent: str | None
+    device: str = Field(description='The user agent for people: "Chrome on Linux".')
+    ip: str | None
+    amr: list[str] = Field(description="How it signed in: pwd, sms, email.")
+    client: str = Field(description="`api` or `web`.")
+    current: bool = Field(description="The session of the token that asked.")
+
+
+class SessionList(ResponseBody):
+    sessions: list[SessionInfo]
+
+
 _JWK_MEMBERS = ("kty", "kid", "alg", "use")
 
 

@@ -21,4 +21,12 @@ def _refuse_uploads() -> None:
         raise Problem(400, "invalid_request", "These forms take no files.")
 
 # The page modules register their routes on `bp` when imported.
-from authserver.web import account, email, login, magic, reset, sms  # noqa: E402, F401
+from authserver.web import (  # noqa: E402, F401
+    account,
+    account_changes,
+    email,
+    login,
+    magic,
+    reset,
+    sms,
+)

@@ -86,3 +86,10 @@ class ResetCodeForm(NewPasswordForm):
 
     code = StringField("6-digit code from the e-mail", validators=[InputRequired(),
                                                                    Length(max=12)])
+
+
+class PasswordChangeForm(FlaskForm):
+    """/account/password: the current password (when the account has one) and the new one."""
+
+    current_password = PasswordField("Current password", validators=[Length(max=1024)])
+    password = PasswordField("New password", validators=[InputRequired(), Length(max=1024)])
