@@ -16,4 +16,4 @@ def _refuse_uploads() -> None:
         raise Problem(400, "invalid_request", "These forms take no files.")
 
 # The page modules register their routes on `bp` when imported.
-from authserver.web import account, email, login, magic, reset, sms  # noqa: E402, F401
+from authserver.web import account, email, login, magic, reset, sms, verify  # noqa: E402, F401
