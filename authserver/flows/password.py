@@ -59,12 +59,12 @@ def sign_up(email: str, password: str, name: str | None = None, *, client: str =
             raise
         # Lost a race for the address: answered as for an address that had an account.
     issued = tokens.issue(user, AMR, client=client) if user is not None and not quiet else None
+    user_id = user.id if user is not None else None
+    if user_id is not None:
+        log.info("sign-up user=%s", user_id)
     # The sign-up stands before its mail goes out, and a mail that fails never undoes it.
     db.session.commit()
-    if user is not None:
-        log.info("sign-up user=%s", user.id)
-    email_verification.after_sign_up(email, user.id if user is not None else None,
-                                     binding=binding)
+    email_verification.after_sign_up(email, user_id, binding=binding)
     return issued
 
 
