@@ -369,6 +369,27 @@ def test_change_refuses_bad_and_own_addresses(app, client, signup):
     assert client.post(CHANGE, json={"email": NEW_EMAIL}).status_code == 401
 
 
+def test_change_mails_are_limited_per_new_address_and_per_ip(app, client, signup):
+    tokens_ = signup()
+    for _ in range(5):  # MAGIC_LINK_LIMIT_PER_EMAIL_HOUR: 5/hour
+        assert change(client, tokens_["access_token"]).status_code == 202
+    sixth = change(client, tokens_["access_token"])
+    assert sixth.status_code == 429 and problem(sixth)["code"] == "rate_limited"
+    assert int(sixth.headers["Retry-After"]) >= 1
+    assert len(mails(app, NEW_EMAIL)) == 5
+    # Other addresses still go, until the IP's budget (30/hour) is spent.
+    answers = [change(client, tokens_["access_token"], f"n{i}@example.org").status_code
+               for i in range(26)]
+    assert answers == [202] * 25 + [429]
+
+
+def test_resends_are_limited_per_address(app, client, signup):
+    tokens_ = signup()  # the sign-up's mail is the first of five
+    answers = [client.post(RESEND, headers=bearer(tokens_["access_token"])).status_code
+               for _ in range(5)]
+    assert answers == [202] * 4 + [429]
+
+
 def test_a_phone_only_account_adds_an_address_and_e_mail_sign_in_reaches_it(app, client):
     phone = "+16502530000"
     assert client.post("/api/v1/otp/request", json={"phone": phone}).status_code == 202

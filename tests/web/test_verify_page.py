@@ -105,6 +105,16 @@ def test_in_another_browser_the_code_from_the_mail_confirms(app, client, scanner
     assert other.get("/account").status_code == 302  # confirming alone signs nobody in
 
 
+def test_a_link_asked_for_on_the_web_needs_the_code_through_the_api(app, client):
+    web_signup(client)
+    token, code = link_mail(app, EMAIL)
+    refused = client.post("/api/v1/email/verify", json={"token": token})
+    assert refused.status_code == 401 and refused.get_json()["code"] == "invalid_link"
+    assert _row().consumed_at is None
+    assert client.post("/api/v1/email/verify", json={"email": EMAIL, "code": code}
+                       ).status_code == 200
+
+
 def test_a_bad_link_shows_the_expired_page(client):
     page = client.get("/auth/verify-email", query_string={"token": "forged"})
     assert page.status_code == 410 and "no longer works" in page.get_data(True)
