@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 
-from authserver import accounts, devices, lockout, passwords, ratelimits, tokens
+from authserver import accounts, codes, devices, lockout, passwords, ratelimits, tokens
 from authserver.config import settings
 from authserver.errors import Problem
 from authserver.extensions import client_ip, db
@@ -58,6 +58,8 @@ def sign_up(email: str, password: str, name: str | None = None, *, client: str =
         if not quiet:
             raise
         # Lost a race for the address: answered as for an address that had an account.
+    if user is None:
+        codes.decoy_write()  # what the new account's INSERT costs
     issued = tokens.issue(user, AMR, client=client) if user is not None and not quiet else None
     user_id = user.id if user is not None else None
     if user_id is not None:
