@@ -528,6 +528,13 @@ def _decoy_attempt() -> None:
         counters.extend_run(key)  # its first use, or the first after `flask prune`: make it
 
 
+def decoy_write() -> None:
+    """The cost of one committed one-row write (see _decoy_attempt), for a flow that must take
+    as long when it has nothing to write (a sign-up of a registered address, which must not
+    be told from a new one by its timing)."""
+    _decoy_attempt()
+
+
 def _give_back_attempt(challenge_id: str) -> None:
     db.session.execute(
         update(OneTimeCode).where(OneTimeCode.id == challenge_id, OneTimeCode.attempts > 0)

@@ -173,6 +173,13 @@ class Settings(BaseModel):
                           "(weaker: mail scanners that press buttons sign in too)")
     password_reset_ttl: int = Field(
         1800, description="password reset link and e-mailed code lifetime, seconds")
+    email_verification_required: bool = Field(
+        False, description="password sign-up answers 202 without tokens for every address and "
+                           "password sign-in of an unverified address is 403 "
+                           "email_not_verified; the verification link signs in")
+    email_verification_ttl: int = Field(
+        86400, ge=60, description="e-mail verification and e-mail change link and code "
+                                  "lifetime, seconds")
     code_guess_limit: Rate = Field(
         "10/hour;20/day", description="wrong codes per phone or address, across its codes")
     smtp_host: str = "localhost"

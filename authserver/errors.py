@@ -62,6 +62,7 @@ class ErrorCode(StrEnum):
     INVALID_TOKEN = "invalid_token", "Invalid token"
     INVALID_GRANT = "invalid_grant", "Invalid grant"
     REAUTHENTICATION_REQUIRED = "reauthentication_required", "Recent sign-in required"
+    EMAIL_NOT_VERIFIED = "email_not_verified", "E-mail address not verified"
     FORBIDDEN = "forbidden", "Forbidden"
     NOT_FOUND = "not_found", "Not found"
     RATE_LIMITED = "rate_limited", "Too many requests"

@@ -83,6 +83,16 @@ MAIL_ADDRESS = Limit("magic-link-email", ("magic_link_limit_per_email_hour",), T
 #: Password reset mails: a budget of their own, at the magic links' rates.
 RESET_IP = Limit("reset-ip", ("magic_link_limit_per_ip_hour",), TOO_MANY_MAILS, per_ip=True)
 RESET_ADDRESS = Limit("reset-email", ("magic_link_limit_per_email_hour",), TOO_MANY_MAILS)
+#: E-mail verification (sign-up's mail, resend) and e-mail change mails: budgets of their own,
+#: at the magic links' rates (the address is the one mailed: the account's, or the new one).
+VERIFY_IP = Limit("verify-email-ip", ("magic_link_limit_per_ip_hour",), TOO_MANY_MAILS,
+                  per_ip=True)
+VERIFY_ADDRESS = Limit("verify-email-email", ("magic_link_limit_per_email_hour",),
+                       TOO_MANY_MAILS)
+CHANGE_IP = Limit("change-email-ip", ("magic_link_limit_per_ip_hour",), TOO_MANY_MAILS,
+                  per_ip=True)
+CHANGE_ADDRESS = Limit("change-email-email", ("magic_link_limit_per_email_hour",),
+                       TOO_MANY_MAILS)
 #: Wrong codes per phone or address across all its codes (each new code brings fresh tries).
 CODE_GUESSES = Limit("code-guesses", ("code_guess_limit",),
                      "Too many wrong codes for this phone number or address. Wait, or sign in "
@@ -93,7 +103,7 @@ TOKEN_IP = Limit("token", ("token_limit_per_ip",), per_ip=True)
 
 LIMITS = (SIGNIN_IP, SIGNIN_ACCOUNT, SIGNIN_DEVICE, SIGNUP_IP, SMS_PHONE, SMS_IP, SMS_COUNTRY,
           SMS_GLOBAL, SMS_VERIFY_IP, MAIL_IP, MAIL_ADDRESS, RESET_IP, RESET_ADDRESS, CODE_GUESSES,
-          LINK_VERIFY_IP, TOKEN_IP)
+          LINK_VERIFY_IP, TOKEN_IP, VERIFY_IP, VERIFY_ADDRESS, CHANGE_IP, CHANGE_ADDRESS)
 
 
 # -- applying them ---------------------------------------------------------------------------

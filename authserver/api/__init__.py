@@ -9,6 +9,7 @@ bp = Blueprint("api", __name__, url_prefix="/api/v1")
 # The route modules register themselves on `bp` when imported.
 from authserver.api import (  # noqa: E402, F401
     admin,
+    email,
     magic_link,
     me,
     otp,

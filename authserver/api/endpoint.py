@@ -95,7 +95,9 @@ def endpoint(
                 kwargs["body"] = None if empty else parse_body(request)
             if query is not None:
                 kwargs["query"] = query.model_validate(flask_request.args.to_dict())
-            return render(operation, view(*args, **kwargs))
+            result = view(*args, **kwargs)
+            # A view may answer another documented status itself (see `render`).
+            return result if isinstance(result, Response) else render(operation, result)
 
         wrapper.operation = operation  # type: ignore[attr-defined]
         return wrapper

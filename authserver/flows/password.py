@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import logging
 
-from authserver import accounts, devices, lockout, passwords, ratelimits, tokens
+from authserver import accounts, codes, devices, lockout, passwords, ratelimits, tokens
 from authserver.config import settings
 from authserver.errors import Problem
 from authserver.extensions import client_ip, db
+from authserver.flows import email_verification
 from authserver.identifiers import normalize_email
 from authserver.tokens import IssuedTokens
 
@@ -21,9 +22,17 @@ def _invalid_credentials() -> Problem:
     return Problem(401, "invalid_credentials", "The e-mail address or password is incorrect.")
 
 
-def sign_up(email: str, password: str, name: str | None = None, *,
-            client: str = "api") -> IssuedTokens:
-    """Create an account with a password and sign it in (amr: pwd)."""
+def sign_up(email: str, password: str, name: str | None = None, *, client: str = "api",
+            binding: str | None = None) -> IssuedTokens | None:
+    """Create an account with a password and sign it in (amr: pwd); then mail the address
+    its verification link and code (`binding`: the asking browser's cookie).
+
+    With EMAIL_VERIFICATION_REQUIRED nothing signs in (None): a new address gets the
+    verification mail, whose link signs in; an address that already has an account gets a
+    "someone tried to sign up with your address" mail instead of a 409, with the same
+    answer and the same work (the password is hashed either way), so sign-up tells nobody
+    which addresses have accounts.
+    """
     if not settings().password_signup_enabled:
         raise Problem(403, "forbidden", "Sign-up with a password is turned off on this server.")
     ratelimits.hit(ratelimits.SIGNUP_IP, client_ip())
@@ -35,13 +44,30 @@ def sign_up(email: str, password: str, name: str | None = None, *,
         raise Problem(422, "weak_password", reason, field="password")
     if name is not None:
         name = name.strip()[:200] or None
-    if accounts.by_email(email) is not None:
+    quiet = settings().email_verification_required
+    existing = accounts.by_email(email) is not None
+    if existing and not quiet:
         raise Problem(409, "email_taken", "An account with this e-mail already exists.",
                       field="email")
-    user = accounts.create(email=email, name=name,
-                           password_hash=passwords.hash_password(password))
-    log.info("sign-up user=%s", user.id)
-    return tokens.issue(user, AMR, client=client)
+    password_hash = passwords.hash_password(password)
+    user = None
+    try:
+        if not existing:
+            user = accounts.create(email=email, name=name, password_hash=password_hash)
+    except Problem:
+        if not quiet:
+            raise
+        # Lost a race for the address: answered as for an address that had an account.
+    if user is None:
+        codes.decoy_write()  # what the new account's INSERT costs
+    issued = tokens.issue(user, AMR, client=client) if user is not None and not quiet else None
+    user_id = user.id if user is not None else None
+    if user_id is not None:
+        log.info("sign-up user=%s", user_id)
+    # The sign-up stands before its mail goes out, and a mail that fails never undoes it.
+    db.session.commit()
+    email_verification.after_sign_up(email, user_id, binding=binding)
+    return issued
 
 
 def sign_in(email: str, password: str, *, client: str = "api") -> IssuedTokens:
@@ -75,6 +101,11 @@ def sign_in(email: str, password: str, *, client: str = "api") -> IssuedTokens:
         raise _invalid_credentials()
     if user.disabled:
         raise Problem(403, "account_disabled", "This account has been disabled.")
+    if settings().email_verification_required and user.email_verified_at is None:
+        # Told only after the right password: it says nothing about unknown addresses.
+        raise Problem(403, "email_not_verified", "Confirm your e-mail address first: open the "
+                      "link in the mail we sent, or sign in with a link or code e-mailed to "
+                      "you.")
     lockout.succeeded(email)
     devices.remember(user.id)
     # Weaker argon2 parameters, or a bcrypt hash imported from the Node AuthService: the

@@ -75,6 +75,18 @@ class PasswordReset(RequestBody):
     code: Text | None = None
 
 
+class EmailVerify(RequestBody):
+    """Either `token` (from the link) or `email` and `code` (from the same e-mail)."""
+
+    token: Text | None = None
+    email: Text | None = Field(None, description="The address the mail was sent to.")
+    code: Text | None = None
+
+
+class EmailChange(RequestBody):
+    email: RequiredText = Field(description="The new address; a link and code go to it.")
+
+
 class Refresh(RequestBody):
     refresh_token: RequiredText
 

@@ -67,6 +67,17 @@ class LinkSent(ResponseBody):
     expires_in: int = Field(description="Seconds the link and code live.")
 
 
+class MailSent(ResponseBody):
+    """A mail went out (e-mail verification, e-mail change)."""
+
+    sent: bool
+
+
+class EmailVerified(RootModel[TokenResponse | User]):
+    """The account with its proven address; a token response instead when the proof was a
+    new sign-up's verification under EMAIL_VERIFICATION_REQUIRED (it signs in)."""
+
+
 class IsAuthenticated(ResponseBody):
     user_id: str
     session_id: str

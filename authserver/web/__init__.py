@@ -29,4 +29,5 @@ from authserver.web import (  # noqa: E402, F401
     magic,
     reset,
     sms,
+    verify,
 )

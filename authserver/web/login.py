@@ -10,10 +10,11 @@ like a wrong password. No script is needed: every step is a plain form.
 
 from __future__ import annotations
 
-from flask import redirect, request, url_for
+from flask import make_response, redirect, render_template, request, url_for
 from werkzeug.wrappers import Response
 
-from authserver import phones
+from authserver import codes, phones
+from authserver.config import settings
 from authserver.errors import Problem
 from authserver.flows import handoff, password
 from authserver.identifiers import normalize_email
@@ -22,6 +23,7 @@ from authserver.services import services
 from authserver.transactions import committed
 from authserver.web import bp
 from authserver.web import session as web_session
+from authserver.web.email import link_binding, set_link_binding
 from authserver.web.forms import (
     EmailLinkForm,
     IdentifierForm,
@@ -155,12 +157,17 @@ def signup() -> Response | Page:
         return render_form("signup.html", form, _remember_handoff())
     if not form.validate_on_submit():
         return render_form("signup.html", form, form_problem(form))
+    binding = link_binding() or codes.new_binding()
     try:
         issued = password.sign_up(required(form.email), required(form.password),
-                                  form.name.data or None, client="web")
+                                  form.name.data or None, client="web", binding=binding)
     except Problem as problem:
         return render_form("signup.html", form, problem)
-    return web_session.after_sign_in(issued)
+    # The verification mail's link works in this browser (elsewhere it asks for the code).
+    response = web_session.after_sign_in(issued) if issued is not None else make_response(
+        render_template("signup_sent.html", email=required(form.email).strip()))
+    set_link_binding(response, binding, settings().email_verification_ttl)
+    return response
 
 
 @bp.get("/")
