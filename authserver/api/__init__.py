@@ -10,6 +10,7 @@ bp = Blueprint("api", __name__, url_prefix="/api/v1")
 from authserver.api import (  # noqa: E402, F401
     admin,
     magic_link,
+    mfa,
     otp,
     password,
     password_reset,
