@@ -159,6 +159,23 @@ def begin(user: User) -> Enrolment:
     return Enrolment(secret=secret, otpauth_uri=uri, qr_svg=qr_svg(uri))
 
 
+def pending(user: User) -> Enrolment | None:
+    """The unconfirmed enrolment, to show again until its first code confirms it (a
+    confirmed secret is never shown again)."""
+    row = factor(user.id)
+    if row is None or row.confirmed_at is not None:
+        return None
+    secret = _decrypt(row.secret_encrypted)
+    uri = otpauth_uri(secret, user)
+    return Enrolment(secret=secret, otpauth_uri=uri, qr_svg=qr_svg(uri))
+
+
+def qr_data_uri(uri: str) -> str:
+    """The QR code of `uri` as a `data:image/svg+xml` URI, for an <img> on the pages."""
+    data: str = segno.make(uri, error="m").svg_data_uri(scale=4, border=2)
+    return data
+
+
 def _normalize(code: Any) -> str | None:
     code = "".join(code.split()) if isinstance(code, str) else ""
     if len(code) != DIGITS or not code.isascii() or not code.isdigit():

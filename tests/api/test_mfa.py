@@ -22,7 +22,7 @@ from authserver.extensions import db
 from authserver.flows import mfa as mfa_flow
 from authserver.models import OneTimeCode, RecoveryCode, Session, TotpFactor
 from tests.conftest import PASSWORD
-from tests.flows.magic_helpers import last_mail
+from tests.flows.magic_helpers import code_in, email_messages, last_mail
 from tests.helpers import bearer, enrol_totp, problem, totp_code
 from tests.race import race
 
@@ -432,3 +432,22 @@ def test_twenty_concurrent_verifies_of_one_right_code_give_one_token_response(ap
     assert {p.code for p in refused} <= {"invalid_otp", "rate_limited"}, outcomes
     db.session.rollback()  # a fresh snapshot: what the racers committed
     assert db.session.scalar(select(func.count()).select_from(Session)) == 1
+
+
+def test_a_password_reset_sets_the_password_then_stops_at_the_second_step(client, app, clock):
+    user = accounts.create(email=EMAIL, password_hash=passwords.hash_password(PASSWORD))
+    secret = enrol_totp(user.id)
+    assert client.post("/api/v1/password/forgot", json={"email": EMAIL}).status_code == 202
+    code = code_in(email_messages(app.config["OUTBOX_DIR"], EMAIL)[-1]["text"])
+    new_password = "a brand new passphrase 42"
+    reset = client.post("/api/v1/password/reset", json={"email": EMAIL, "code": code,
+                                                         "password": new_password})
+    body = problem(reset)
+    assert reset.status_code == 401 and body["code"] == "mfa_required"
+    # The reset stands, and the "password changed" notice went out.
+    assert "password was changed" in email_messages(app.config["OUTBOX_DIR"], EMAIL)[-1][
+        "subject"]
+    db.session.expire_all()
+    assert passwords.verify_password(accounts.by_email(EMAIL).password_hash, new_password)
+    tokens = verify(client, body["mfa_token"], code=totp_code(secret)).get_json()
+    assert claims_of(tokens["access_token"])["amr"] == ["email", "otp"]
