@@ -31,6 +31,7 @@ import segno
 from cryptography.fernet import Fernet
 from flask import g, has_request_context
 from sqlalchemy import CursorResult, delete, func, select, update
+from sqlalchemy.exc import IntegrityError
 
 from authserver import clock, codes, keys
 from authserver.access_tokens import SECOND_FACTORS
@@ -141,19 +142,28 @@ def begin(user: User) -> Enrolment:
                       "up. Turn it off first to set up another one.")
     secret = pyotp.random_base32(length=32)  # 32 base32 characters: 160 bits
     now = clock.now()
-    existing = factor(user.id)
-    if existing is None:
+    if factor(user.id) is None:
         db.session.add(TotpFactor(user_id=user.id, secret_encrypted=_encrypt(secret),
                                   confirmed_at=None, last_used_step=None, created_at=now))
-    else:
-        # Only a pending one can be here (checked above); a confirm racing this one finds
-        # the secret changed and its code wrong.
-        db.session.execute(update(TotpFactor).where(
-            TotpFactor.user_id == user.id, TotpFactor.confirmed_at.is_(None)).values(
-            secret_encrypted=_encrypt(secret), last_used_step=None, created_at=now)
-            .execution_options(synchronize_session=False))
-        db.session.expire(existing)
-    db.session.flush()
+        try:
+            db.session.flush()
+            log.info("totp enrolment started user=%s", user.id)
+            uri = otpauth_uri(secret, user)
+            return Enrolment(secret=secret, otpauth_uri=uri, qr_svg=qr_svg(uri))
+        except IntegrityError:
+            # A concurrent enroll inserted first (this request had written nothing else):
+            # replace its secret below.
+            db.session.rollback()
+    # Only a pending factor is replaced; a confirm racing this one finds the secret changed
+    # (its UPDATE names the secret it checked) and its code wrong.
+    replaced = _rowcount(db.session.execute(update(TotpFactor).where(
+        TotpFactor.user_id == user.id, TotpFactor.confirmed_at.is_(None)).values(
+        secret_encrypted=_encrypt(secret), last_used_step=None, created_at=now)
+        .execution_options(synchronize_session=False)))
+    db.session.expire_all()
+    if replaced != 1:
+        raise Problem(409, ErrorCode.MFA_ALREADY_ENROLLED, "An authenticator app is already set "
+                      "up. Turn it off first to set up another one.")
     log.info("totp enrolment started user=%s", user.id)
     uri = otpauth_uri(secret, user)
     return Enrolment(secret=secret, otpauth_uri=uri, qr_svg=qr_svg(uri))
@@ -199,10 +209,12 @@ def _rowcount(result: Any) -> int:
     return int(cast(CursorResult[Any], result).rowcount)
 
 
-def _accept_step(user_id: str, step: int, *, confirm: bool) -> bool:
+def _accept_step(user_id: str, step: int, secret_encrypted: str, *, confirm: bool) -> bool:
     """The replay guard: one conditional UPDATE, so of concurrent uses of a step exactly one
-    wins and no step at or before the last accepted one is ever accepted again."""
+    wins and no step at or before the last accepted one is ever accepted again. It names the
+    secret the code was checked against: a secret replaced meanwhile accepts nothing."""
     conditions = [TotpFactor.user_id == user_id,
+                  TotpFactor.secret_encrypted == secret_encrypted,
                   (TotpFactor.last_used_step.is_(None)) | (TotpFactor.last_used_step < step)]
     values: dict[str, Any] = {"last_used_step": step}
     if confirm:
@@ -228,7 +240,7 @@ def check_code(user_id: str, code: Any, *, pending: bool = False) -> bool:
     step = _matching_step(_decrypt(row.secret_encrypted), normalized)
     if step is None:
         return False
-    return _accept_step(user_id, step, confirm=pending)
+    return _accept_step(user_id, step, row.secret_encrypted, confirm=pending)
 
 
 def remove(user_id: str) -> bool:

@@ -451,3 +451,21 @@ def test_a_password_reset_sets_the_password_then_stops_at_the_second_step(client
     assert passwords.verify_password(accounts.by_email(EMAIL).password_hash, new_password)
     tokens = verify(client, body["mfa_token"], code=totp_code(secret)).get_json()
     assert claims_of(tokens["access_token"])["amr"] == ["email", "otp"]
+
+
+def test_twenty_concurrent_enrolls_leave_one_pending_factor(app, database_url):
+    if not database_url.startswith("mysql"):
+        pytest.skip("row-level concurrency is checked on MySQL")
+    user_id = accounts.create(email=EMAIL).id
+    db.session.commit()
+
+    def work() -> Any:
+        return mfa_flow.enroll(accounts.get(user_id)).secret
+
+    outcomes = race(app, work)
+    assert all(isinstance(outcome, str) and len(outcome) == 32 for outcome in outcomes), outcomes
+    db.session.rollback()
+    rows = db.session.scalars(select(TotpFactor)).all()
+    assert len(rows) == 1 and rows[0].confirmed_at is None
+    # The one stored is one racer's secret (the last to replace the pending one).
+    assert mfa._decrypt(rows[0].secret_encrypted) in outcomes
