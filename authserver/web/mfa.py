@@ -48,12 +48,21 @@ class TurnOffForm(FlaskForm):
 
 
 # -- the step of a sign-in -------------------------------------------------------------------
+def remember_destination(redirect_to: str | None, code_challenge: str | None,
+                         state: str | None) -> None:
+    """Where a sign-in that carries its own destination (a mailed link's app hand-off) goes
+    once its second factor is in, should tokens.issue stop it for one."""
+    g.mfa_destination = {"redirect_to": redirect_to, "code_challenge": code_challenge,
+                         "state": state}
+
+
 def step_up(response: Response) -> Response:
     """after_request: a web sign-in stopped for its second factor goes to the code page."""
     pending: mfa.StepUp | None = g.pop("mfa_step_up", None)
     if pending is None or pending.client != "web":
         return response
-    session[STEP_KEY] = {"token": pending.mfa_token, "attempt": g.get("handoff_attempt")}
+    session[STEP_KEY] = {"token": pending.mfa_token, "attempt": g.get("handoff_attempt"),
+                         "destination": g.get("mfa_destination")}
     return redirect(url_for("web.mfa_code"), code=303)
 
 
@@ -85,9 +94,15 @@ def _finish(form: FlaskForm, template: str, proof: dict[str, str]) -> Response |
         problem.field = "code"
         return render_form(template, form, problem)
     step = session.pop(STEP_KEY, None)
-    attempt = step.get("attempt") if isinstance(step, dict) else None
+    step = step if isinstance(step, dict) else {}
+    attempt = step.get("attempt")
     if isinstance(attempt, str):
         g.handoff_attempt = attempt  # the app hand-off this sign-in belongs to, if any
+    destination = step.get("destination")
+    if isinstance(destination, dict) and destination.get("redirect_to"):
+        return web_session.after_sign_in(issued, redirect_to=destination["redirect_to"],
+                                         code_challenge=destination.get("code_challenge"),
+                                         state=destination.get("state"))
     return web_session.after_sign_in(issued)
 
 

@@ -209,3 +209,28 @@ def test_the_mailed_link_page_goes_through_the_code_step_too(client, app, clock)
     done = post_form(client, "/login/mfa", code=totp_code(secret))
     assert done.status_code == 303 and done.headers["Location"].endswith("/account")
     assert "one-time code" in client.get("/account").get_data(as_text=True)
+
+
+def test_an_apps_sign_in_mailed_from_the_login_page_reaches_the_app_after_the_code_step(
+        client, app, ada):
+    from tests.flows.magic_helpers import last_mail
+
+    html = client.get("/login", query_string={"redirect_to": CALLBACK, "state": "st-2"}
+                      ).get_data(as_text=True)
+    action = unescape(re.search(r'<form method="post" action="(/login/email[^"]*)"', html)
+                      .group(1))
+    client.post(action, data={"email": EMAIL, "csrf_token": csrf_from(html)})
+    token = last_mail(app.config["OUTBOX_DIR"], EMAIL)[0]
+    confirm = client.get("/auth/magic", query_string={"token": token}).get_data(as_text=True)
+    hidden = re.search(r'name="token"[^>]*value="([^"]+)"', confirm).group(1)
+    pressed = client.post("/auth/magic", data={"token": hidden,
+                                               "csrf_token": csrf_from(confirm)})
+    assert pressed.status_code == 303 and pressed.headers["Location"].endswith("/login/mfa")
+    done = post_form(client, "/login/mfa", code=totp_code(ada))
+    location = urlsplit(done.headers["Location"])
+    assert f"{location.scheme}://{location.netloc}{location.path}" == CALLBACK
+    params = parse_qs(location.query)
+    assert params["state"] == ["st-2"]
+    exchanged = client.post("/api/v1/token/exchange", json={"code": params["code"][0]})
+    claims = jwt.decode(exchanged.get_json()["access_token"], options={"verify_signature": False})
+    assert claims["amr"] == ["email", "otp"]
