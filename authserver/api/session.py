@@ -76,6 +76,6 @@ def is_admin() -> IsAdmin:
 @committed
 @endpoint(summary="Exchange the one-time hand-off code from redirect_to", tag="tokens",
           request=Exchange, response=TokenResponse,
-          errors={401: [E.INVALID_GRANT], 429: [E.RATE_LIMITED]})
+          errors={401: [E.INVALID_GRANT, E.MFA_REQUIRED], 429: [E.RATE_LIMITED]})
 def exchange(body: Exchange) -> TokenResponse:
     return token_response(handoff.exchange(body.code, body.code_verifier))
