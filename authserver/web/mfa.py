@@ -63,7 +63,11 @@ def step_up(response: Response) -> Response:
         return response
     session[STEP_KEY] = {"token": pending.mfa_token, "attempt": g.get("handoff_attempt"),
                          "destination": g.get("mfa_destination")}
-    return redirect(url_for("web.mfa_code"), code=303)
+    step = redirect(url_for("web.mfa_code"), code=303)
+    # Cookies the first factor set stay set (a password sign-in's device token).
+    for cookie in response.headers.getlist("Set-Cookie"):
+        step.headers.add("Set-Cookie", cookie)
+    return step
 
 
 bp.after_request(step_up)

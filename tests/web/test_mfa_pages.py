@@ -48,6 +48,8 @@ def post_form(client: Any, path: str, **data: str) -> Any:
 def test_password_sign_in_goes_through_the_code_step(client, web_login, ada):
     response = web_login(EMAIL, PASSWORD)
     assert response.status_code == 303 and response.headers["Location"].endswith("/login/mfa")
+    # The password was right: this browser got its device token as with any password sign-in.
+    assert client.get_cookie("authserver_device") is not None
     assert client.get("/account").status_code == 302  # not signed in by the password alone
     page = client.get("/login/mfa")
     html = page.get_data(as_text=True)
