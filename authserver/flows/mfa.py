@@ -136,8 +136,11 @@ def verify(mfa_token: Any, code: Any = None, recovery_code: Any = None, *,
         ratelimits.count(*guesses)
         taken = codes.count_wrong_try(mfa.PURPOSE, challenge.id)
         log.info("second factor wrong user=%s id=%s", user.id, challenge.id)
-        if not taken or challenge.attempts + 1 >= max_attempts:
-            raise _attempts_exceeded()
+        now = codes.find(mfa.PURPOSE, challenge.id)
+        if now is not None and now.attempts >= max_attempts:
+            raise _attempts_exceeded()  # this try used the last attempt, or others did
+        if not taken:
+            raise _invalid_mfa_token()  # used or expired meanwhile
         raise _invalid_otp()
     if not codes.consume(mfa.PURPOSE, challenge.id, attempts_below=max_attempts):
         # Used or killed meanwhile: give the second factor back (a recovery code must not

@@ -469,3 +469,29 @@ def test_twenty_concurrent_enrolls_leave_one_pending_factor(app, database_url):
     assert len(rows) == 1 and rows[0].confirmed_at is None
     # The one stored is one racer's secret (the last to replace the pending one).
     assert mfa._decrypt(rows[0].secret_encrypted) in outcomes
+
+
+@pytest.mark.parametrize("config_overrides", [{"CODE_GUESS_LIMIT": ""}])
+def test_twenty_concurrent_wrong_codes_get_five_tries_then_the_token_is_dead(app, database_url,
+                                                                            clock):
+    if not database_url.startswith("mysql"):
+        pytest.skip("row-level concurrency is checked on MySQL")
+    user = accounts.create(email=EMAIL, password_hash=passwords.hash_password(PASSWORD))
+    secret = enrol_totp(user.id)
+    with app.test_request_context("/"), pytest.raises(Problem) as raised:
+        mfa.require_second_factor(user, ["pwd"], "api")
+    token = raised.value.extra["mfa_token"]
+    right = totp_code(secret)
+    wrong = f"{(int(right) + 1) % 1_000_000:06d}"
+
+    outcomes = race(app, lambda: mfa_flow.verify(token, wrong))
+    codes = sorted(str(outcome.code) for outcome in outcomes if isinstance(outcome, Problem))
+    assert len(codes) == 20, outcomes
+    assert codes.count("invalid_otp") <= 4 and set(codes) <= {"invalid_otp",
+                                                              "otp_attempts_exceeded"}
+    db.session.rollback()
+    row = db.session.get(OneTimeCode, token.partition(".")[0])
+    assert row.attempts == 5 and row.invalidated_at is not None
+    with app.test_request_context("/"), pytest.raises(Problem) as dead:
+        mfa_flow.verify(token, right)
+    assert dead.value.code == "otp_attempts_exceeded"
