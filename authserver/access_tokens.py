@@ -22,6 +22,15 @@ from authserver.keys import keyring
 ALLOWED_ALGORITHMS = ("ES256", "EdDSA", "RS256", "HS256")
 REQUIRED_CLAIMS = ["iss", "aud", "sub", "iat", "exp", "jti", "sid"]
 LEEWAY = 5  # seconds of clock skew tolerated between us and the services verifying
+#: amr values of a second factor (an authenticator app's code, a recovery code): a sign-in
+#: with one of them is two factors, `aal2`; anything else is `aal1`.
+SECOND_FACTORS = frozenset({"otp", "mfa"})
+AAL_LEVELS = ("aal1", "aal2")
+
+
+def aal_of(amr: list[str] | tuple[str, ...]) -> str:
+    """The authenticator assurance level (NIST SP 800-63B) a sign-in's methods reach."""
+    return "aal2" if SECOND_FACTORS.intersection(amr) else "aal1"
 
 
 @dataclass(frozen=True)
@@ -35,6 +44,8 @@ class Claims:
     #: When the holder last proved who they are (the session's sign-in), epoch seconds.
     auth_time: int
     raw: dict[str, Any]
+    #: "aal1" (one factor) or "aal2" (two), from `amr`.
+    aal: str = "aal1"
 
 
 def sign(user_id: str, session_id: str, amr: list[str], roles: list[str],
@@ -56,6 +67,7 @@ def sign(user_id: str, session_id: str, amr: list[str], roles: list[str],
         "sid": session_id,
         "auth_time": auth_time,
         "amr": amr,
+        "aal": aal_of(amr),
         "roles": roles,
     }
     token = jwt.encode(claims, key.signing_key, algorithm=key.algorithm,
@@ -113,11 +125,16 @@ def verify(token: str) -> Claims:
     auth_time = claims.get("auth_time", claims["iat"])
     if not isinstance(auth_time, int) or isinstance(auth_time, bool):
         raise invalid_token("The access token is malformed.")
+    amr = claims.get("amr") or []
+    if not isinstance(amr, list) or not all(isinstance(method, str) for method in amr):
+        raise invalid_token("The access token is malformed.")
     return Claims(
         user_id=claims["sub"],
         session_id=claims["sid"],
         roles=list(claims.get("roles") or []),
-        amr=list(claims.get("amr") or []),
+        amr=list(amr),
         auth_time=auth_time,
         raw=claims,
+        # From the methods, not taken on trust from the `aal` member.
+        aal=aal_of(amr),
     )

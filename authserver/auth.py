@@ -73,6 +73,10 @@ def require_role(role: str) -> Callable[[F], F]:
                 raise invalid_token("The user of this access token is disabled.")
             if role not in user.role_names:
                 raise Problem(403, "forbidden", f"This needs the '{role}' role.")
+            if role in settings().mfa_required_roles and claims.aal != "aal2":
+                raise Problem(403, ErrorCode.MFA_REQUIRED_FOR_ROLE,
+                              f"The '{role}' role needs a sign-in with a second factor. Set "
+                              "up an authenticator app, then sign in with it.")
             return view(*args, **kwargs)
 
         return wrapper  # type: ignore[return-value]
@@ -95,6 +99,30 @@ def require_recent_auth(view: F) -> F:
         return view(*args, **kwargs)
 
     return wrapper  # type: ignore[return-value]
+
+
+def require_aal(level: str) -> Callable[[F], F]:
+    """Decorator: like require_auth, and the token's sign-in reached assurance `level`
+    ("aal2": a second factor); else 401 insufficient_user_authentication (RFC 9470)."""
+    if level not in access_tokens.AAL_LEVELS:
+        raise ValueError(f"unknown assurance level {level!r}")
+
+    def decorate(view: F) -> F:
+        @functools.wraps(view)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            claims = verify(bearer_token())
+            g.claims = claims
+            if access_tokens.AAL_LEVELS.index(claims.aal) < access_tokens.AAL_LEVELS.index(level):
+                raise Problem(401, ErrorCode.INSUFFICIENT_USER_AUTHENTICATION,
+                              "This needs a sign-in with a second factor.",
+                              headers={"WWW-Authenticate": 'Bearer error='
+                                       '"insufficient_user_authentication", error_description='
+                                       '"A second factor is required"'})
+            return view(*args, **kwargs)
+
+        return wrapper  # type: ignore[return-value]
+
+    return decorate
 
 
 def is_recent(auth_time: int) -> bool:

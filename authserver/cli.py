@@ -17,6 +17,7 @@ from authserver import accounts, housekeeping, passwords
 from authserver.config import settings
 from authserver.errors import Problem
 from authserver.extensions import db
+from authserver.flows import mfa as mfa_flow
 from authserver.flows import seed_import
 from authserver.identifiers import lookalike_key, normalize_email
 from authserver.keys import keyring
@@ -95,6 +96,17 @@ def disable(email: str) -> None:
     user = _existing_user(email)
     accounts.disable(user)
     click.echo(f"{user.email}: disabled, sessions revoked")
+
+
+@users_cli.command("reset-mfa")
+@click.argument("email")
+@committed
+def reset_mfa(email: str) -> None:
+    """Remove a user's authenticator app and recovery codes (e.g. the last admin lost both)."""
+    user = _existing_user(email)
+    removed = mfa_flow.reset(user.id)
+    click.echo(f"{user.email}: " + ("second factor removed" if removed else
+                                    "had no second factor"))
 
 
 @users_cli.command("check-lookalikes")

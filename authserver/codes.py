@@ -415,6 +415,14 @@ def peek(purpose: Purpose, challenge_id: str) -> Challenge | None:
     return Challenge._make(row) if row is not None else None
 
 
+def find(purpose: Purpose, challenge_id: str) -> Challenge | None:
+    """The row with this id whatever its state (used, killed, expired): for an answer that
+    depends on why it no longer works."""
+    row = db.session.execute(select(*_COLUMNS).where(
+        OneTimeCode.id == challenge_id, OneTimeCode.purpose == purpose.name)).first()
+    return Challenge._make(row) if row is not None else None
+
+
 # -- using -----------------------------------------------------------------------------------
 def verify(purpose: Purpose, subject: str, code: Any, *,
            provider_check: Callable[[Challenge, str], bool] | None = None,
@@ -554,6 +562,18 @@ def _kill_if_used_up(challenge_id: str, max_attempts: int) -> None:
     db.session.commit()
     if killed:
         log.warning("code locked after %d wrong tries id=%s", max_attempts, challenge_id)
+
+
+def count_wrong_try(purpose: Purpose, challenge_id: str) -> bool:
+    """A wrong try at a credential whose secret is checked outside the engine (a second
+    factor's code against an mfa_token): takes an attempt the way `verify` does (committed),
+    and with `lock_kills` the try that used the last one kills the credential. False when
+    no attempt was left to take."""
+    max_attempts = purpose.setting("max_attempts")
+    taken = _take_attempt(challenge_id, max_attempts, clock.now())
+    if purpose.lock_kills:
+        _kill_if_used_up(challenge_id, max_attempts)
+    return taken
 
 
 def consume(purpose: Purpose, challenge_id: str, *, attempts_below: int | None = None) -> bool:

@@ -123,6 +123,16 @@ class Settings(BaseModel):
         7 * 24 * 3600, description="seconds `flask prune` keeps a rotated refresh token, so "
         "that its replay still revokes the session")
     handoff_code_ttl: int = Field(60, description="lifetime of the one-time code on redirect_to")
+    # Second factor (authenticator app, recovery codes)
+    mfa_required_roles: CommaList = Field(
+        default_factory=lambda: ["admin"],
+        description="roles whose holders must sign in with a second factor to use what the "
+                    "role allows (403 mfa_required_for_role until they do); empty: none")
+    mfa_token_ttl: int = Field(
+        300, description="seconds the mfa_token of a sign-in waiting for its second factor "
+                         "lives")
+    mfa_max_attempts: int = Field(5, description="wrong second-factor codes before the "
+                                                 "mfa_token dies")
     redirect_allowlist: CommaList = Field(
         default_factory=list, description="origins or URL prefixes redirect_to may point at")
     # Sign-up switches
@@ -316,7 +326,8 @@ class Settings(BaseModel):
         return value
 
     @field_validator("access_token_ttl", "refresh_token_ttl", "otp_ttl", "magic_link_ttl",
-                     "password_reset_ttl", "reauth_max_age",
+                     "password_reset_ttl", "reauth_max_age", "mfa_token_ttl",
+                     "mfa_max_attempts",
                      "refresh_token_history", "migrate_lock_timeout")
     @classmethod
     def _positive(cls, value: int) -> int:

@@ -63,6 +63,12 @@ class ErrorCode(StrEnum):
     INVALID_GRANT = "invalid_grant", "Invalid grant"
     REAUTHENTICATION_REQUIRED = "reauthentication_required", "Recent sign-in required"
     EMAIL_NOT_VERIFIED = "email_not_verified", "E-mail address not verified"
+    MFA_REQUIRED = "mfa_required", "Second factor required"
+    MFA_REQUIRED_FOR_ROLE = "mfa_required_for_role", "Second factor required for this role"
+    INSUFFICIENT_USER_AUTHENTICATION = ("insufficient_user_authentication",
+                                        "Stronger sign-in required")
+    MFA_NOT_ENROLLED = "mfa_not_enrolled", "No second factor"
+    MFA_ALREADY_ENROLLED = "mfa_already_enrolled", "Second factor already set up"
     FORBIDDEN = "forbidden", "Forbidden"
     NOT_FOUND = "not_found", "Not found"
     RATE_LIMITED = "rate_limited", "Too many requests"

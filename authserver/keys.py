@@ -62,10 +62,16 @@ class KeyInfo:
     created_at: datetime
 
 
-def _fernet(secret_key: str) -> Fernet:
+def fernet(secret_key: str, info: bytes) -> Fernet:
+    """A Fernet key derived (HKDF-SHA256) from SECRET_KEY; `info` keeps each use's key apart
+    (signing keys, second-factor secrets, ...)."""
     derived = HKDF(algorithm=hashes.SHA256(), length=32, salt=None,
-                   info=b"authserver signing keys at rest").derive(secret_key.encode())
+                   info=info).derive(secret_key.encode())
     return Fernet(base64.urlsafe_b64encode(derived))
+
+
+def _fernet(secret_key: str) -> Fernet:
+    return fernet(secret_key, b"authserver signing keys at rest")
 
 
 def _generate(algorithm: str) -> tuple[bytes, Any]:

@@ -14,11 +14,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from authserver import access_tokens, sessions
+from authserver import access_tokens, mfa, sessions
 from authserver.access_tokens import Claims, decode
 from authserver.auth import (
     bearer_token,
     current_user,
+    require_aal,
     require_auth,
     require_recent_auth,
     require_role,
@@ -35,6 +36,7 @@ __all__ = [
     "decode",
     "issue",
     "refresh",
+    "require_aal",
     "require_auth",
     "require_recent_auth",
     "require_role",
@@ -78,9 +80,17 @@ def _issued(user: User, session: Session, refresh_token: str) -> IssuedTokens:
 
 
 def issue(user: User, amr: list[str], *, client: str = "api") -> IssuedTokens:
-    """Open a session for a user who just proved who they are; return its tokens."""
+    """Open a session for a user who just proved who they are; return its tokens.
+
+    The step-up: a user with an authenticator app who proved one factor gets no tokens but
+    `401 mfa_required` with an mfa_token (mfa.require_second_factor, which commits the first
+    factor's use with the token); `POST /mfa/verify` then comes back here with the second
+    factor in `amr`.
+    """
     if user.disabled:
         raise Problem(403, "account_disabled", "This account has been disabled.")
+    if mfa.needs_second_factor(user, amr):
+        mfa.require_second_factor(user, amr, client)
     session, refresh_token = sessions.open_session(user, amr, client)
     return _issued(user, session, refresh_token)
 

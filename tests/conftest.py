@@ -167,13 +167,20 @@ def signup(client: Any) -> Any:
 
 @pytest.fixture
 def admin_token(app: Any, client: Any) -> str:
-    """An access token of a user with the admin role."""
+    """An access token of a user with the admin role, signed in with password and an
+    authenticator app (the admin API needs a second factor: MFA_REQUIRED_ROLES)."""
     from authserver import accounts, passwords
+    from tests.helpers import enrol_totp, totp_code
 
-    accounts.create(email="root@example.com", password_hash=passwords.hash_password(PASSWORD),
-                    roles=["admin"])
+    admin = accounts.create(email="root@example.com",
+                            password_hash=passwords.hash_password(PASSWORD), roles=["admin"])
+    secret = enrol_totp(admin.id)
     response = client.post("/api/v1/signin",
                            json={"email": "root@example.com", "password": PASSWORD})
+    assert response.status_code == 401, response.get_json()
+    response = client.post("/api/v1/mfa/verify", json={
+        "mfa_token": response.get_json()["mfa_token"], "code": totp_code(secret)})
+    assert response.status_code == 200, response.get_json()
     return response.get_json()["access_token"]
 
 

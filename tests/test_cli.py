@@ -66,3 +66,20 @@ def test_prune_deletes_only_long_expired_rows(app, runner, client, clock):
     me = client.get("/api/v1/me",
                     headers={"Authorization": "Bearer " + fresh.get_json()["access_token"]})
     assert me.status_code == 200
+
+
+def test_reset_mfa_removes_the_second_factor(app, runner, client):
+    from tests.conftest import PASSWORD
+    from tests.helpers import enrol_totp
+
+    user = accounts.create(email="boss@example.com",
+                           password_hash=passwords.hash_password(PASSWORD), roles=["admin"])
+    enrol_totp(user.id)
+    signin = {"email": "boss@example.com", "password": PASSWORD}
+    assert client.post("/api/v1/signin", json=signin).get_json()["code"] == "mfa_required"
+    result = runner.invoke(args=["users", "reset-mfa", "Boss@Example.com"])
+    assert result.exit_code == 0 and "second factor removed" in result.output
+    assert client.post("/api/v1/signin", json=signin).status_code == 200
+    again = runner.invoke(args=["users", "reset-mfa", "boss@example.com"])
+    assert again.exit_code == 0 and "had no second factor" in again.output
+    assert runner.invoke(args=["users", "reset-mfa", "nobody@example.com"]).exit_code != 0

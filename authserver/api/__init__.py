@@ -12,6 +12,7 @@ from authserver.api import (  # noqa: E402, F401
     email,
     magic_link,
     me,
+    mfa,
     otp,
     password,
     password_reset,

@@ -6,19 +6,23 @@ from authserver import accounts, tokens
 from authserver.api import bp
 from authserver.api.endpoint import BEARER, endpoint
 from authserver.errors import ErrorCode as E
+from authserver.flows import mfa as mfa_flow
 from authserver.identifiers import normalize_email
 from authserver.schemas.requests import RoleGrant, UserSearch
 from authserver.schemas.responses import User, UserList, user_object
 from authserver.transactions import committed
 
-ADMIN_ONLY = "Needs a token whose user has the role `admin` (re-read on every request)."
+ADMIN_ONLY = ("Needs a token whose user has the role `admin` (re-read on every request), from "
+              "a sign-in with a second factor when MFA_REQUIRED_ROLES names `admin`.")
+#: Not an admin, or one who did not sign in with a second factor (MFA_REQUIRED_ROLES).
+ADMIN_REFUSALS = (E.FORBIDDEN, E.MFA_REQUIRED_FOR_ROLE)
 
 
 @bp.get("/admin/users")
 @tokens.require_role("admin")
 @endpoint(summary="Find users by e-mail", tag="admin", query=UserSearch, response=UserList,
           security=(BEARER,), description=ADMIN_ONLY,
-          errors={403: [E.FORBIDDEN], 422: [E.INVALID_EMAIL]})
+          errors={403: ADMIN_REFUSALS, 422: [E.INVALID_EMAIL]})
 def list_users(query: UserSearch) -> UserList:
     email = query.email
     if email:
@@ -31,7 +35,7 @@ def list_users(query: UserSearch) -> UserList:
 @committed
 @endpoint(summary="Grant a role", tag="admin", request=RoleGrant, response=User,
           security=(BEARER,), description=ADMIN_ONLY,
-          errors={403: [E.FORBIDDEN], 404: [E.NOT_FOUND], 422: [E.INVALID_REQUEST]})
+          errors={403: ADMIN_REFUSALS, 404: [E.NOT_FOUND], 422: [E.INVALID_REQUEST]})
 def add_role(user_id: str, body: RoleGrant) -> User:
     user = accounts.get(user_id)
     return user_object(accounts.add_role(user, body.role))
@@ -41,7 +45,7 @@ def add_role(user_id: str, body: RoleGrant) -> User:
 @tokens.require_role("admin")
 @committed
 @endpoint(summary="Take a role away", tag="admin", response=User, security=(BEARER,),
-          description=ADMIN_ONLY, errors={403: [E.FORBIDDEN], 404: [E.NOT_FOUND]})
+          description=ADMIN_ONLY, errors={403: ADMIN_REFUSALS, 404: [E.NOT_FOUND]})
 def remove_role(user_id: str, role: str) -> User:
     user = accounts.get(user_id)
     return user_object(accounts.remove_role(user, role))
@@ -52,7 +56,21 @@ def remove_role(user_id: str, role: str) -> User:
 @committed
 @endpoint(summary="Disable a user and revoke all their sessions", tag="admin", response=User,
           security=(BEARER,), description=ADMIN_ONLY,
-          errors={403: [E.FORBIDDEN], 404: [E.NOT_FOUND]})
+          errors={403: ADMIN_REFUSALS, 404: [E.NOT_FOUND]})
 def disable(user_id: str) -> User:
     user = accounts.get(user_id)
     return user_object(accounts.disable(user))
+
+
+@bp.post("/admin/users/<user_id>/mfa/reset")
+@tokens.require_role("admin")
+@committed
+@endpoint(summary="Remove a user's second factor", tag="admin", response=User,
+          security=(BEARER,),
+          description=ADMIN_ONLY + " The authenticator app and recovery codes go; the user "
+                                   "signs in with one factor until they set up a new one.",
+          errors={403: ADMIN_REFUSALS, 404: [E.NOT_FOUND]})
+def reset_mfa(user_id: str) -> User:
+    user = accounts.get(user_id)
+    mfa_flow.reset(user.id)
+    return user_object(user)

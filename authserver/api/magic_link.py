@@ -31,7 +31,7 @@ def request_link(body: LinkRequest) -> dict[str, Any]:
 @committed
 @endpoint(summary="Sign in with the link's token, or the e-mailed code", tag="email",
           request=LinkVerify, response=TokenResponse,
-          errors={401: [E.INVALID_LINK], 403: [E.ACCOUNT_DISABLED],
+          errors={401: [E.INVALID_LINK, E.MFA_REQUIRED], 403: [E.ACCOUNT_DISABLED],
                   429: [E.OTP_ATTEMPTS_EXCEEDED, E.RATE_LIMITED]})
 def verify(body: LinkVerify) -> TokenResponse:
     if body.token:

@@ -28,7 +28,7 @@ def otp_request(body: OtpRequest) -> dict[str, Any]:
 @committed
 @endpoint(summary="Sign in with the texted code", tag="sms",
           request=OtpVerify, response=TokenResponse,
-          errors={401: [E.INVALID_OTP], 403: [E.ACCOUNT_DISABLED],
+          errors={401: [E.INVALID_OTP, E.MFA_REQUIRED], 403: [E.ACCOUNT_DISABLED],
                   422: [E.INVALID_PHONE, E.PHONE_COUNTRY_NOT_ALLOWED],
                   429: [E.OTP_ATTEMPTS_EXCEEDED, E.RATE_LIMITED],
                   503: [E.SERVICE_UNAVAILABLE]})

@@ -38,7 +38,7 @@ def signup(body: SignUp) -> TokenResponse | Response:
 @committed
 @endpoint(summary="Sign in with e-mail and password", tag="auth",
           request=SignIn, response=TokenResponse,
-          errors={401: [E.INVALID_CREDENTIALS],
+          errors={401: [E.INVALID_CREDENTIALS, E.MFA_REQUIRED],
                   403: [E.ACCOUNT_DISABLED, E.PASSWORD_SIGNIN_LOCKED, E.EMAIL_NOT_VERIFIED],
                   429: [E.RATE_LIMITED]})
 def signin(body: SignIn) -> TokenResponse:

@@ -33,7 +33,8 @@ def forgot(body: PasswordForgot) -> dict[str, Any]:
 @endpoint(summary="Set a new password with the link's token or the e-mailed code", tag="auth",
           request=PasswordReset, response=TokenResponse,
           description="Signs in (amr `email`) and revokes every other session of the account.",
-          errors={401: [E.INVALID_LINK], 422: [E.WEAK_PASSWORD, E.BREACHED_PASSWORD],
+          errors={401: [E.INVALID_LINK, E.MFA_REQUIRED],
+                  422: [E.WEAK_PASSWORD, E.BREACHED_PASSWORD],
                   429: [E.OTP_ATTEMPTS_EXCEEDED, E.RATE_LIMITED],
                   503: [E.SERVICE_UNAVAILABLE]})
 def reset(body: PasswordReset) -> TokenResponse:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from flask import g
 
-from authserver import ratelimits, tokens
+from authserver import mfa, ratelimits, tokens
 from authserver.api import bp
 from authserver.api.endpoint import ACCESS_TOKEN_HEADER, BEARER, endpoint
 from authserver.errors import ErrorCode as E
@@ -14,8 +14,8 @@ from authserver.schemas.requests import Exchange, Logout, Refresh
 from authserver.schemas.responses import (
     IsAdmin,
     IsAuthenticated,
+    Me,
     TokenResponse,
-    User,
     token_response,
     user_object,
 )
@@ -49,9 +49,12 @@ def logout(body: Logout | None) -> None:
 
 @bp.get("/me")
 @tokens.require_auth
-@endpoint(summary="The signed-in user", tag="tokens", response=User, security=(BEARER,))
-def me() -> User:
-    return user_object(tokens.current_user())
+@endpoint(summary="The signed-in user", tag="tokens", response=Me, security=(BEARER,),
+          description="The user object, and `mfa`: whether an authenticator app is set up "
+                      "and how many recovery codes are left.")
+def me() -> Me:
+    user = tokens.current_user()
+    return Me.model_validate({**user_object(user).model_dump(), "mfa": mfa.status(user.id)})
 
 
 @bp.get("/isAuthenticated")
@@ -80,6 +83,6 @@ def is_admin() -> IsAdmin:
 @committed
 @endpoint(summary="Exchange the one-time hand-off code from redirect_to", tag="tokens",
           request=Exchange, response=TokenResponse,
-          errors={401: [E.INVALID_GRANT], 429: [E.RATE_LIMITED]})
+          errors={401: [E.INVALID_GRANT, E.MFA_REQUIRED], 429: [E.RATE_LIMITED]})
 def exchange(body: Exchange) -> TokenResponse:
     return token_response(handoff.exchange(body.code, body.code_verifier))

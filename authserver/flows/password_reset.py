@@ -26,7 +26,7 @@ from sqlalchemy import update
 
 from authserver import accounts, codes, passwords, ratelimits, sessions, tokens
 from authserver.config import settings
-from authserver.errors import Problem
+from authserver.errors import ErrorCode, Problem
 from authserver.extensions import client_ip, db
 from authserver.identifiers import normalize_email
 from authserver.models import User
@@ -152,7 +152,17 @@ def _finish(challenge: codes.Challenge, password: str, client: str) -> tokens.Is
                        .execution_options(synchronize_session=False))
     db.session.expire(user)
     codes.supersede(PURPOSE, challenge.subject, keep=challenge.id)
-    issued = tokens.issue(user, AMR, client=client)
+    try:
+        issued = tokens.issue(user, AMR, client=client)
+    except Problem as problem:
+        if problem.code != ErrorCode.MFA_REQUIRED:
+            raise
+        # The reset stands (committed with the mfa_token); the sign-in waits for the second
+        # factor, and the notice goes out all the same.
+        log.info("password reset link=%s user=%s revoked=%d, second factor next",
+                 challenge.id, user.id, revoked)
+        _notify(challenge.subject)
+        raise
     # Committed here, not at the request's edge: the reset must stand before the notice is
     # sent, and a notice that fails must not undo it.
     db.session.commit()

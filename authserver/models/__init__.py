@@ -3,6 +3,7 @@
 from authserver.models.cooldown import SendCooldown
 from authserver.models.counter import Counter
 from authserver.models.handoff import HandoffCode
+from authserver.models.mfa import RecoveryCode, TotpFactor
 from authserver.models.one_time_code import OneTimeCode
 from authserver.models.session import RefreshToken, Session
 from authserver.models.signing_key import SigningKey
@@ -12,11 +13,13 @@ __all__ = [
     "Counter",
     "HandoffCode",
     "OneTimeCode",
+    "RecoveryCode",
     "RefreshToken",
     "Role",
     "SendCooldown",
     "Session",
     "SigningKey",
+    "TotpFactor",
     "User",
     "user_roles",
 ]

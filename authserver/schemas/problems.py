@@ -23,3 +23,9 @@ class Problem(BaseModel):
     errors: list[FieldError] = Field(
         default_factory=list,
         description="Only on a body that failed validation: what is wrong with which field.")
+    mfa_token: str | None = Field(
+        None, description="Only with `mfa_required`: pass it to `POST /api/v1/mfa/verify` "
+                          "with the second factor (single use, MFA_TOKEN_TTL seconds).")
+    methods: list[str] | None = Field(
+        None, description="Only with `mfa_required`: the second factors the account can use "
+                          "(`totp`, `recovery_code`).")

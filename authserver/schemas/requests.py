@@ -119,6 +119,28 @@ class Logout(RequestBody):
                           "of the account; `global`: all of them.")
 
 
+class MfaCode(RequestBody):
+    code: RequiredText = Field(description="The 6-digit code the authenticator app shows now.")
+
+
+class MfaProof(RequestBody):
+    """Either `code` (the app's current code) or `recovery_code`."""
+
+    code: Text | None = Field(None, description="The 6-digit code the authenticator app shows.")
+    recovery_code: Text | None = Field(None, description="One of the recovery codes (each "
+                                                         "works once).")
+
+
+class MfaVerify(RequestBody):
+    """The `mfa_token` of the `401 mfa_required` answer, and `code` or `recovery_code`."""
+
+    mfa_token: RequiredText = Field(description="From the `mfa_required` problem; single use, "
+                                                "MFA_TOKEN_TTL seconds.")
+    code: Text | None = Field(None, description="The 6-digit code the authenticator app shows.")
+    recovery_code: Text | None = Field(None, description="One of the recovery codes (each "
+                                                         "works once).")
+
+
 class RoleGrant(RequestBody):
     role: RequiredText
 

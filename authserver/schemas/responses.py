@@ -38,6 +38,31 @@ class User(ResponseBody):
     created_at: Annotated[str, WithJsonSchema({"type": "string", "format": "date-time"})]
 
 
+class MfaStatus(ResponseBody):
+    totp: bool = Field(description="Whether an authenticator app is set up (confirmed).")
+    recovery_codes_left: int = Field(description="Unused recovery codes.")
+
+
+class Me(User):
+    """The user object of `/me`, with the state of the second factor (never a secret)."""
+
+    mfa: MfaStatus
+
+
+class TotpEnrolment(ResponseBody):
+    """Shown once: copy the secret into the authenticator app, or scan the QR code."""
+
+    secret: str = Field(description="Base32, 160 bits.")
+    otpauth_uri: str = Field(description="`otpauth://totp/<APP_NAME>:<e-mail or phone>?...`")
+    qr_svg: str = Field(description="The otpauth URI as a QR code, an SVG document.")
+
+
+class RecoveryCodes(ResponseBody):
+    """Shown once; each works once instead of the app's code."""
+
+    recovery_codes: list[str]
+
+
 class TokenResponse(ResponseBody):
     """Every successful sign-in, whatever the method."""
 

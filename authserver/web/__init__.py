@@ -21,12 +21,15 @@ def _refuse_uploads() -> None:
         raise Problem(400, "invalid_request", "These forms take no files.")
 
 # The page modules register their routes on `bp` when imported.
+# (mfa: the code step of a sign-in and /account/security; its after_request hook sends a
+# sign-in any page stopped for its second factor on to /login/mfa.)
 from authserver.web import (  # noqa: E402, F401
     account,
     account_changes,
     email,
     login,
     magic,
+    mfa,
     reset,
     sms,
     verify,

@@ -17,6 +17,7 @@ from authserver.errors import Problem
 from authserver.flows import magic_link
 from authserver.transactions import committed
 from authserver.web import bp
+from authserver.web import mfa as web_mfa
 from authserver.web import session as web_session
 from authserver.web.email import EMAIL_KEY, EMAIL_WRONG_KEY, inbox_context, link_binding
 from authserver.web.forms import (
@@ -55,8 +56,11 @@ def _code_page(form: LinkCodeForm, problem: Problem | None = None) -> Response:
 
 
 def _signed_in(proof: codes.Proof) -> Response:
-    issued = tokens.issue(proof.owner.user, magic_link.AMR, client="web")
     challenge = proof.challenge
+    # Kept for after the second factor, should the sign-in stop for one (web/mfa.py).
+    web_mfa.remember_destination(challenge.redirect_to, challenge.code_challenge,
+                                 challenge.state)
+    issued = tokens.issue(proof.owner.user, magic_link.AMR, client="web")
     response = web_session.after_sign_in(issued, redirect_to=challenge.redirect_to,
                                          code_challenge=challenge.code_challenge,
                                          state=challenge.state)

@@ -1,0 +1,159 @@
+"""The second factor: set up an authenticator app, and finish a sign-in with it.
+
+Enrolment (`enroll`, `confirm`) and turning it off (`disable`, `regenerate`) are for a
+signed-in person whose sign-in is recent (the API's `require_recent_auth`); `verify` trades
+the mfa_token of a stepped-up sign-in (see mfa.require_second_factor) and the app's code, or
+a recovery code, for the token response (amr: the first factor's + "otp", or + "mfa" for a
+recovery code).
+
+Limits on `verify`: per client IP (the API's route limit), MFA_MAX_ATTEMPTS wrong tries per
+mfa_token (the try that uses the last one kills it: 429 otp_attempts_exceeded), and wrong
+codes per account across its tokens (CODE_GUESS_LIMIT, 429 rate_limited).
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from authserver import codes, mfa, ratelimits, tokens
+from authserver.errors import ErrorCode, Problem
+from authserver.extensions import db
+from authserver.models import User
+from authserver.tokens import IssuedTokens
+
+log = logging.getLogger("authserver.flows.mfa")
+
+
+def _invalid_otp() -> Problem:
+    return Problem(401, ErrorCode.INVALID_OTP, "The code is wrong or was already used. Enter "
+                   "the current code from your authenticator app.", field="code")
+
+
+def _invalid_mfa_token() -> Problem:
+    return Problem(401, ErrorCode.INVALID_GRANT, "The mfa_token is unknown, used or expired. "
+                   "Sign in again.")
+
+
+def _attempts_exceeded() -> Problem:
+    return Problem(429, ErrorCode.OTP_ATTEMPTS_EXCEEDED, "Too many wrong codes: this sign-in "
+                   "no longer works. Sign in again.", field="code")
+
+
+def _not_enrolled() -> Problem:
+    return Problem(409, ErrorCode.MFA_NOT_ENROLLED, "No authenticator app is set up.")
+
+
+def enroll(user: User) -> mfa.Enrolment:
+    """A new pending authenticator app (replacing a pending one); 409 when one is set up."""
+    return mfa.begin(user)
+
+
+def confirm(user: User, code: Any) -> list[str]:
+    """Confirm the pending app with its first code; returns the recovery codes (shown once).
+    401 invalid_otp when wrong; 409 when there is nothing pending."""
+    row = mfa.factor(user.id)
+    if row is None or row.confirmed_at is not None:
+        raise (Problem(409, ErrorCode.MFA_ALREADY_ENROLLED, "The authenticator app is "
+                       "already set up.") if row is not None else
+               Problem(409, ErrorCode.MFA_NOT_ENROLLED, "Start setting up an authenticator "
+                       "app first (POST /api/v1/mfa/totp/enroll)."))
+    guesses = (ratelimits.CODE_GUESSES, f"mfa:{user.id}")
+    ratelimits.check(*guesses)
+    if not mfa.check_code(user.id, code, pending=True):
+        ratelimits.count(*guesses)
+        raise _invalid_otp()
+    log.info("totp confirmed user=%s", user.id)
+    return mfa.new_recovery_codes(user.id)
+
+
+def _second_factor(user: User, code: Any, recovery_code: Any) -> str | None:
+    """The amr the given proof adds when it is right (and used now), else None."""
+    if recovery_code is not None:
+        return mfa.RECOVERY_AMR if mfa.use_recovery_code(user.id, recovery_code) else None
+    return mfa.TOTP_AMR if mfa.check_code(user.id, code) else None
+
+
+def _check_proof(user: User, code: Any, recovery_code: Any) -> str:
+    """A second-factor proof for an account change: 401 invalid_otp when wrong."""
+    if code is None and recovery_code is None:
+        raise Problem(400, ErrorCode.INVALID_REQUEST, "Send `code` (from the authenticator "
+                      "app) or `recovery_code`.", errors=[
+                          {"field": "code", "message": "This field is required."}])
+    guesses = (ratelimits.CODE_GUESSES, f"mfa:{user.id}")
+    ratelimits.check(*guesses)
+    method = _second_factor(user, code, recovery_code)
+    if method is None:
+        ratelimits.count(*guesses)
+        raise _invalid_otp()
+    return method
+
+
+def disable(user: User, code: Any, recovery_code: Any = None) -> None:
+    """Turn the app off: needs a current code or a recovery code. 409 when none is set up."""
+    if not mfa.enrolled(user.id):
+        raise _not_enrolled()
+    _check_proof(user, code, recovery_code)
+    mfa.remove(user.id)
+
+
+def regenerate(user: User, code: Any, recovery_code: Any = None) -> list[str]:
+    """A new set of recovery codes (the old ones die); needs a current code or a recovery
+    code."""
+    if not mfa.enrolled(user.id):
+        raise _not_enrolled()
+    _check_proof(user, code, recovery_code)
+    log.info("recovery codes regenerated user=%s", user.id)
+    return mfa.new_recovery_codes(user.id)
+
+
+def verify(mfa_token: Any, code: Any = None, recovery_code: Any = None, *,
+           client: str = "api") -> IssuedTokens:
+    """Finish a stepped-up sign-in: the token response for the right second factor.
+
+    401 invalid_grant (unknown, used or expired mfa_token), 401 invalid_otp (wrong or
+    replayed code, used recovery code), 429 otp_attempts_exceeded (the wrong try that used
+    the token's last attempt, and every try after it), 429 rate_limited (per account).
+    """
+    if code is None and recovery_code is None:
+        raise Problem(400, ErrorCode.INVALID_REQUEST, "Send `code` (from the authenticator "
+                      "app) or `recovery_code`.", errors=[
+                          {"field": "code", "message": "This field is required."}])
+    challenge = mfa.open_token(mfa_token)
+    if challenge is None:
+        raise _invalid_mfa_token()
+    max_attempts = mfa.PURPOSE.setting("max_attempts")
+    if challenge.attempts >= max_attempts:
+        raise _attempts_exceeded()
+    user = db.session.get(User, challenge.user_id) if challenge.user_id else None
+    if not mfa.is_live(challenge) or user is None:
+        raise _invalid_mfa_token()
+    db.session.commit()  # ends the read: the UPDATEs below see what others committed
+    guesses = (ratelimits.CODE_GUESSES, f"mfa:{user.id}")
+    ratelimits.check(*guesses)
+    method = _second_factor(user, code, recovery_code)
+    if method is None:
+        ratelimits.count(*guesses)
+        taken = codes.count_wrong_try(mfa.PURPOSE, challenge.id)
+        log.info("second factor wrong user=%s id=%s", user.id, challenge.id)
+        now = codes.find(mfa.PURPOSE, challenge.id)
+        if now is not None and now.attempts >= max_attempts:
+            raise _attempts_exceeded()  # this try used the last attempt, or others did
+        if not taken:
+            raise _invalid_mfa_token()  # used or expired meanwhile
+        raise _invalid_otp()
+    if not codes.consume(mfa.PURPOSE, challenge.id, attempts_below=max_attempts):
+        # Used or killed meanwhile: give the second factor back (a recovery code must not
+        # be spent on a sign-in that did not happen).
+        db.session.rollback()
+        raise _invalid_mfa_token()
+    first = (challenge.state or "").split()
+    log.info("second factor verified user=%s id=%s method=%s", user.id, challenge.id, method)
+    return tokens.issue(user, [*first, method], client=client)
+
+
+def reset(user_id: str) -> bool:
+    """An administrator removes a user's second factor (they can set up a new one)."""
+    removed = mfa.remove(user_id)
+    log.warning("second factor reset by an administrator user=%s removed=%s", user_id, removed)
+    return removed
