@@ -186,3 +186,13 @@ class StubApp:
     def __exit__(self, *exc: Any) -> None:
         self.server.shutdown()
         self.server.server_close()
+
+
+def password_sign_in(page: Any, base_url: str, email: str, password: str) -> None:
+    """Sign in through /login's steps: the address first, then its password."""
+    page.goto(base_url + "/login")
+    page.get_by_label("E-mail or phone number").fill(email)
+    page.get_by_role("button", name="Continue").click()
+    page.wait_for_selector("#identity")
+    page.get_by_label("Password", exact=True).fill(password)
+    page.get_by_role("button", name="Sign in with password").click()

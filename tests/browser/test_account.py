@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from tests.browser.conftest import Outbox, shoot
+from tests.browser.conftest import Outbox, password_sign_in, shoot
 
 PASSWORD = "correct horse battery staple"
 NEW_PASSWORD = "a brand new passphrase for ada"
@@ -32,10 +32,7 @@ def _sign_in(server, page) -> None:
                                       "like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) "
                                       "Version/17.5 Mobile/15E148 Safari/604.1"}, timeout=10)
     assert response.status_code == 201, response.text
-    page.goto(server.url + "/login")
-    page.locator("form[action='/login'] #email").fill("ada@example.com")
-    page.locator("#password").fill(PASSWORD)
-    page.get_by_role("button", name="Sign in with password").click()
+    password_sign_in(page, server.url, "ada@example.com", PASSWORD)
     page.wait_for_url("**/account")
 
 

@@ -9,17 +9,14 @@ import time
 import pyotp
 import requests
 
-from tests.browser.conftest import shoot
+from tests.browser.conftest import password_sign_in, shoot
 
 PASSWORD = "correct horse battery staple"
 EMAIL = "ada@example.com"
 
 
 def _password_sign_in(page, server) -> None:
-    page.goto(server.url + "/login")
-    page.locator("form[action='/login'] #email").fill(EMAIL)
-    page.locator("#password").fill(PASSWORD)
-    page.get_by_role("button", name="Sign in with password").click()
+    password_sign_in(page, server.url, EMAIL, PASSWORD)
 
 
 def _sign_out(page, server) -> None:
