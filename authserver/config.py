@@ -434,8 +434,9 @@ def settings() -> Settings:
 #: The settings' names as the environment spells them.
 NAMES = frozenset(name.upper() for name in Settings.model_fields)
 #: Settings where an empty variable is a choice (turn it off), not "use the default": the
-#: breach check's URL and every rate limit (docs/api.md: "an empty rate turns it off").
-EMPTY_IS_A_VALUE = frozenset({"PWNED_PASSWORDS_URL"} | {
+#: breach check's URL, the roles that need a second factor, and every rate limit (docs/api.md:
+#: "an empty rate turns it off").
+EMPTY_IS_A_VALUE = frozenset({"PWNED_PASSWORDS_URL", "MFA_REQUIRED_ROLES"} | {
     name.upper() for name, field in Settings.model_fields.items()
     if any(getattr(meta, "func", None) is _rate for meta in field.metadata)})
 

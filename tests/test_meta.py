@@ -88,3 +88,12 @@ def test_the_contract_documents_every_setting():
     contract = (Path(__file__).resolve().parents[1] / "docs" / "api.md").read_text()
     missing = sorted(name for name in NAMES if f"`{name}`" not in contract)
     assert missing == [], f"settings missing from docs/api.md: {missing}"
+
+
+def test_an_empty_mfa_required_roles_means_no_role_needs_a_second_factor():
+    """docs/api.md: MFA_REQUIRED_ROLES empty means none (an empty variable is that choice,
+    not "use the default")."""
+    from authserver.config import load
+
+    assert load(None, "/tmp", environ={}).mfa_required_roles == ["admin"]
+    assert load(None, "/tmp", environ={"MFA_REQUIRED_ROLES": ""}).mfa_required_roles == []
