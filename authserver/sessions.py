@@ -19,7 +19,7 @@ import hmac
 import logging
 import secrets
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any, cast
 
 from flask import has_request_context, request
@@ -65,8 +65,10 @@ def _client_meta() -> tuple[str | None, str | None]:
 
 
 # -- opening ---------------------------------------------------------------------------------
-def open_session(user: User, amr: list[str], client: str) -> tuple[Session, str]:
+def open_session(user: User, amr: list[str], client: str,
+                 auth_time: datetime | None = None) -> tuple[Session, str]:
     """A new session for `user` and its first refresh token (flushed, not committed).
+    `auth_time`: when the user proved who they are, if not now (see tokens.issue).
 
     403 account_disabled when the user is disabled in the database, whatever `user` says: the
     caller read it before checking a password or a code, and a disable may have committed
@@ -86,6 +88,7 @@ def open_session(user: User, amr: list[str], client: str) -> tuple[Session, str]
         "ip": ip,
         "user_agent": agent,
         "created_at": now,
+        "auth_time": auth_time or now,
         "last_used_at": now,
         "expires_at": now + timedelta(seconds=settings().refresh_token_ttl),
     }

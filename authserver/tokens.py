@@ -12,6 +12,7 @@ Nothing here commits a sign-in: the request or command that called commits it (`
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 from authserver import access_tokens, mfa, sessions
@@ -73,14 +74,18 @@ class IssuedTokens:
 def _issued(user: User, session: Session, refresh_token: str) -> IssuedTokens:
     amr = session.amr_list
     access_token, ttl = access_tokens.sign(user.id, session.id, amr, user.role_names,
-                                           auth_time=int(session.created_at.timestamp()))
+                                           auth_time=int(session.authenticated_at.timestamp()))
     return IssuedTokens(access_token=access_token, token_type="Bearer", expires_in=ttl,
                         refresh_token=refresh_token, user=user, session_id=session.id,
                         amr=tuple(amr))
 
 
-def issue(user: User, amr: list[str], *, client: str = "api") -> IssuedTokens:
+def issue(user: User, amr: list[str], *, client: str = "api",
+          auth_time: datetime | None = None) -> IssuedTokens:
     """Open a session for a user who just proved who they are; return its tokens.
+
+    `auth_time` is when they proved it, when that was not just now (a signed-in browser
+    handing its sign-in over to an app).
 
     The step-up: a user with an authenticator app who proved one factor gets no tokens but
     `401 mfa_required` with an mfa_token (mfa.require_second_factor, which commits the first
@@ -91,7 +96,7 @@ def issue(user: User, amr: list[str], *, client: str = "api") -> IssuedTokens:
         raise Problem(403, "account_disabled", "This account has been disabled.")
     if mfa.needs_second_factor(user, amr):
         mfa.require_second_factor(user, amr, client)
-    session, refresh_token = sessions.open_session(user, amr, client)
+    session, refresh_token = sessions.open_session(user, amr, client, auth_time=auth_time)
     return _issued(user, session, refresh_token)
 
 

@@ -20,7 +20,7 @@ import hmac
 import logging
 import re
 import secrets
-from datetime import timedelta
+from datetime import datetime, timedelta
 from urllib.parse import quote, urlencode, urlsplit, urlunsplit
 
 from sqlalchemy import select, update
@@ -94,13 +94,15 @@ def create_link_code(challenge: codes.Challenge, amr: list[str]) -> str:
 
 
 def create_code(user: User, amr: list[str], redirect_to: str,
-                code_challenge: str | None = None) -> str:
-    """Store a one-time code for `user` and return it (only its hash is kept)."""
-    return _store(user.id, amr, redirect_to, code_challenge)
+                code_challenge: str | None = None, *, auth_time: datetime | None = None) -> str:
+    """Store a one-time code for `user` and return it (only its hash is kept). `auth_time`:
+    when the user signed in, if not just now (a signed-in browser's hand-off); the app's
+    session keeps it, so an old browser session mints no "recent" sign-in."""
+    return _store(user.id, amr, redirect_to, code_challenge, auth_time=auth_time)
 
 
 def _store(user_id: str | None, amr: list[str], redirect_to: str, code_challenge: str | None,
-           challenge_id: str | None = None) -> str:
+           challenge_id: str | None = None, auth_time: datetime | None = None) -> str:
     code = secrets.token_urlsafe(32)
     now = clock.now()
     db.session.add(HandoffCode(
@@ -110,6 +112,7 @@ def _store(user_id: str | None, amr: list[str], redirect_to: str, code_challenge
         amr=" ".join(amr),
         redirect_to=redirect_to,
         code_challenge=code_challenge,
+        auth_time=auth_time,
         created_at=now,
         expires_at=now + timedelta(seconds=settings().handoff_code_ttl),
     ))
@@ -166,7 +169,7 @@ def exchange(code: str, code_verifier: str | None = None) -> IssuedTokens:
         db.session.get(User, row.user_id)
     if user is None:
         raise _invalid_grant()
-    return tokens.issue(user, row.amr.split())
+    return tokens.issue(user, row.amr.split(), auth_time=row.auth_time)
 
 
 def _link_owner(challenge_id: str) -> User | None:

@@ -29,6 +29,9 @@ class HandoffCode(Model):
     amr: Mapped[str] = mapped_column(String(64))
     redirect_to: Mapped[str] = mapped_column(String(2048))
     code_challenge: Mapped[str | None] = mapped_column(String(128))  # PKCE S256
+    # The sign-in time of the browser session a signed-in hand-off came from (None: the
+    # sign-in happened just now); the app's session keeps it.
+    auth_time: Mapped[datetime | None] = mapped_column(UTCDateTime())
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=clock.now)
     expires_at: Mapped[datetime] = mapped_column(UTCDateTime())
     used_at: Mapped[datetime | None] = mapped_column(UTCDateTime())

@@ -29,9 +29,18 @@ class Session(Model):
     ip: Mapped[str | None] = mapped_column(String(45))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=clock.now)
     last_used_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=clock.now)
+    # When the holder proved who they are: the sign-in that opened this session, or, for an
+    # app's session handed over from a signed-in browser, that browser's sign-in. None on
+    # rows from before it was kept (see `authenticated_at`).
+    auth_time: Mapped[datetime | None] = mapped_column(UTCDateTime())
     expires_at: Mapped[datetime] = mapped_column(UTCDateTime())
     revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     revoked_reason: Mapped[str | None] = mapped_column(String(32))
+
+    @property
+    def authenticated_at(self) -> datetime:
+        """When the holder last proved who they are (the access tokens' `auth_time`)."""
+        return self.auth_time or self.created_at
 
     @property
     def amr_list(self) -> list[str]:

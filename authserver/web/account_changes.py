@@ -53,7 +53,7 @@ def recent_sign_in(doing: str) -> Callable[[Callable[..., Any]], Callable[..., A
             if found is None:
                 return redirect(url_for("web.login"))
             current, user = found
-            if not auth.is_recent(int(current.created_at.timestamp())):
+            if not auth.is_recent(int(current.authenticated_at.timestamp())):
                 return render_template("account_reauth.html", doing=doing, form=ConfirmForm())
             return view(current, user, *args, **kwargs)
 

@@ -138,7 +138,7 @@ def _signed_in() -> tuple[Any, User] | None:
 
 
 def _recent(current: Any) -> bool:
-    return auth.is_recent(int(current.created_at.timestamp()))
+    return auth.is_recent(int(current.authenticated_at.timestamp()))
 
 
 def _security_page(user: User, current: Any, *, form: FlaskForm | None = None,

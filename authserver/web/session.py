@@ -149,6 +149,7 @@ def hand_off_signed_in(found: tuple[Session, User]) -> Response | None:
         return None
     browser_session, user = found
     code = handoff.create_code(user, browser_session.amr_list, pending["redirect_to"],
-                               pending["code_challenge"])
+                               pending["code_challenge"],
+                               auth_time=browser_session.authenticated_at)
     return redirect(handoff.redirect_url(pending["redirect_to"], code, pending["state"]),
                     code=303)

@@ -113,7 +113,7 @@ def change_email() -> Response | Page | str:
     if found is None:
         return redirect(url_for("web.login"))
     current, user = found
-    if not auth.is_recent(int(current.created_at.timestamp())):
+    if not auth.is_recent(int(current.authenticated_at.timestamp())):
         return render_template("change_email.html", stale=True, user=user, form=ConfirmForm())
     form = EmailLinkForm()
     if request.method == "GET":

@@ -299,6 +299,27 @@ def test_signed_in_app_sign_in_goes_straight_on_with_a_fresh_code(client, signup
     assert lands_on_account(client.get("/login"))
 
 
+def test_signed_in_app_sign_in_keeps_the_browsers_sign_in_time(client, signup, clock):
+    """The app's session is no fresher than the browser's sign-in: an old browser session
+    mints no tokens that pass the recent-sign-in check (REAUTH_MAX_AGE)."""
+    _signed_in(client, signup)
+    signed_in_at = clock.timestamp()
+    clock.travel(3600)
+    code = app_params(client.get("/login", query_string=app_query()))["code"][0]
+    body = client.post("/api/v1/token/exchange", json={"code": code}).get_json()
+    claims = jwt.decode(body["access_token"], options={"verify_signature": False})
+    assert abs(claims["auth_time"] - signed_in_at) <= 1
+    assert claims["iat"] - claims["auth_time"] >= 3600
+    stale = client.post("/api/v1/me/password", headers={
+        "Authorization": "Bearer " + body["access_token"]}, json={
+        "current_password": PASSWORD, "password": "an entirely new passphrase here"})
+    assert stale.status_code == 401 and stale.get_json()["code"] == "reauthentication_required"
+    # A refresh of the app's session keeps it too.
+    again = client.post("/api/v1/token/refresh", json={"refresh_token": body["refresh_token"]})
+    assert jwt.decode(again.get_json()["access_token"], options={"verify_signature": False}
+                      )["auth_time"] == claims["auth_time"]
+
+
 def test_signed_in_app_sign_in_keeps_pkce(client, signup):
     import base64
     import hashlib
