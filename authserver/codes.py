@@ -49,7 +49,7 @@ from sqlalchemy.exc import DBAPIError
 
 from authserver import accounts, clock, cooldowns, counters, ratelimits
 from authserver.config import settings
-from authserver.errors import Problem, rate_limited, unavailable
+from authserver.errors import Problem, is_deadlock, rate_limited, unavailable
 from authserver.extensions import client_ip, db
 from authserver.models import Counter, OneTimeCode
 from authserver.models.base import new_id
@@ -344,12 +344,6 @@ def _store(purpose: Purpose, row: OneTimeCode) -> None:
 def _copy(row: OneTimeCode) -> OneTimeCode:
     return OneTimeCode(**{column.key: getattr(row, column.key)
                           for column in OneTimeCode.__table__.columns})
-
-
-def is_deadlock(exc: DBAPIError) -> bool:
-    """MySQL's 1213 (deadlock found); the driver's error number is the first argument."""
-    args: tuple[Any, ...] = tuple(getattr(exc.orig, "args", ()))
-    return len(args) > 0 and args[0] == 1213
 
 
 def provider_unavailable(purpose: Purpose) -> Problem:

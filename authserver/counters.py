@@ -24,9 +24,10 @@ import math
 from datetime import UTC, datetime
 
 from sqlalchemy import delete, insert, select, update
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import DBAPIError, IntegrityError
 
 from authserver import clock
+from authserver.errors import is_deadlock
 from authserver.extensions import db
 from authserver.models import Counter
 
@@ -45,16 +46,26 @@ def _count_of(stored: str) -> int | None:
 
 
 def _add_one(stored: str, room: int | None, started_at: datetime) -> bool:
-    """count + 1 if the row has room (a missing row is made with count 1); True if added."""
+    """count + 1 if the row has room (a missing row is made with count 1); True if added.
+
+    On MySQL, concurrent INSERTs of a missing key and an `end_run` DELETE of it can deadlock
+    even as one-statement transactions (the duplicate-key check's shared locks); InnoDB then
+    fails one of them with 1213, having done nothing, so it is simply tried again."""
     condition = [Counter.key == stored]
     if room is not None:
         condition.append(Counter.count < room)
-    for _ in range(3):
-        added = db.session.execute(
-            update(Counter).where(*condition).values(count=Counter.count + 1)
-            .execution_options(synchronize_session=False)
-        ).rowcount == 1  # type: ignore[attr-defined]
-        db.session.commit()  # at once: no row lock (nor MySQL gap lock) held into the INSERT
+    for _ in range(5):
+        try:
+            added = db.session.execute(
+                update(Counter).where(*condition).values(count=Counter.count + 1)
+                .execution_options(synchronize_session=False)
+            ).rowcount == 1  # type: ignore[attr-defined]
+            db.session.commit()  # at once: no row (nor MySQL gap) lock held into the INSERT
+        except DBAPIError as exc:
+            db.session.rollback()
+            if not is_deadlock(exc):
+                raise
+            continue  # the loser of a deadlock counted nothing: count again
         if added:
             return True
         current = _count_of(stored)
@@ -74,6 +85,10 @@ def _add_one(stored: str, room: int | None, started_at: datetime) -> bool:
             return True
         except IntegrityError:
             db.session.rollback()
+        except DBAPIError as exc:
+            db.session.rollback()
+            if not is_deadlock(exc):
+                raise
     return False
 
 
@@ -144,8 +159,15 @@ def end_run(key: str, *, started_by: datetime | None = None) -> None:
     condition = [Counter.key == _stored_key(key)]
     if started_by is not None:
         condition.append(Counter.started_at <= started_by)
-    db.session.execute(delete(Counter).where(*condition))
-    db.session.commit()
+    for attempt in range(3):
+        try:
+            db.session.execute(delete(Counter).where(*condition))
+            db.session.commit()
+            return
+        except DBAPIError as exc:
+            db.session.rollback()
+            if attempt == 2 or not is_deadlock(exc):
+                raise
 
 
 def forget(key: str) -> None:

@@ -201,6 +201,12 @@ _DB_ERRNOS = {
 }
 
 
+def is_deadlock(exc: DBAPIError) -> bool:
+    """MySQL's 1213 (deadlock found); the driver's error number is the first argument."""
+    args: tuple[Any, ...] = tuple(getattr(exc.orig, "args", ()))
+    return len(args) > 0 and args[0] == 1213
+
+
 def db_error_summary(exc: BaseException) -> str:
     """The class of a database failure and the driver's error number, e.g.
     "OperationalError: pymysql OperationalError 1213 (deadlock)".

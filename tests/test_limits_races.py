@@ -14,6 +14,7 @@ from authserver import lockout, ratelimits
 from authserver.errors import Problem
 from authserver.extensions import db
 from authserver.flows import password
+from tests.conftest import PASSWORD
 from tests.race import pool_per_racer, race
 
 RACERS = 20
@@ -64,3 +65,21 @@ def test_racing_guesses_get_no_more_than_the_cap_compared(app: Any, signup: Any)
         (403, "password_signin_locked")] * (RACERS - 5)
     with app.test_request_context():
         assert lockout.failures("ada@example.com") == 5
+
+
+@pytest.mark.usefixtures("mysql_only")
+def test_racing_right_passwords_all_sign_in(app: Any, signup: Any) -> None:
+    """Each sign-in adds to the address's run and then ends it (lockout.attempt, then
+    lockout.succeeded): on MySQL the INSERTs and DELETEs of that one counters row can
+    deadlock, and the loser must count again, not answer 503."""
+    from authserver.services import configure
+
+    configure(app, SIGNIN_MAX_CONSECUTIVE_FAILURES=100)  # room for every racer's attempt
+    signup()
+
+    def work() -> Any:
+        return password.sign_in("ada@example.com", PASSWORD).user.email
+
+    for _ in range(3):
+        outcomes = race(app, work, count=RACERS)
+        assert outcomes == ["ada@example.com"] * RACERS, outcomes

@@ -26,7 +26,7 @@ from sqlalchemy.exc import DBAPIError, IntegrityError
 
 from authserver import accounts, clock, codes, ratelimits, tokens
 from authserver.config import settings
-from authserver.errors import Problem, db_error_summary
+from authserver.errors import Problem, db_error_summary, is_deadlock
 from authserver.extensions import client_ip, db
 from authserver.identifiers import normalize_email
 from authserver.models import OneTimeCode, User
@@ -268,7 +268,7 @@ def _changed(user: User, challenge: codes.Challenge) -> Confirmed:
         # A duplicate (the other account committed first) or, on MySQL, a deadlock between
         # the two inserts into the unique index: either way another account has it now.
         # The whole transaction goes (the link stays unused; it would answer 409 again).
-        if not isinstance(exc, IntegrityError) and not codes.is_deadlock(exc):
+        if not isinstance(exc, IntegrityError) and not is_deadlock(exc):
             raise
         db.session.rollback()
         log.info("e-mail change lost a race: %s user=%s", db_error_summary(exc), user.id)

@@ -25,7 +25,7 @@ from sqlalchemy.exc import DBAPIError, IntegrityError
 
 from authserver import accounts, clock, codes, phones, ratelimits
 from authserver.config import settings
-from authserver.errors import ErrorCode, Problem, db_error_summary, invalid_token
+from authserver.errors import ErrorCode, Problem, db_error_summary, invalid_token, is_deadlock
 from authserver.extensions import client_ip, db
 from authserver.flows import sms_otp
 from authserver.models import User
@@ -135,7 +135,7 @@ def verify_code(user: User, phone: str, code: str) -> User:
         log.info("add-phone lost the number to another account user=%s", user.id)
         raise _taken() from None
     except DBAPIError as exc:
-        if not codes.is_deadlock(exc):
+        if not is_deadlock(exc):
             raise
         # MySQL rolled the whole transaction back: nothing was used or changed.
         db.session.rollback()
