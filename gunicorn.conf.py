@@ -9,9 +9,18 @@ why each one is what it is.
 
 from authserver import serving
 
-# The access log on stdout, without query strings (a magic link's token is in one).
+# Metrics: every worker writes to one folder (a fresh temporary one unless
+# PROMETHEUS_MULTIPROC_DIR names one), emptied as the master starts; /metrics adds them up.
+serving.metrics_directory()
+on_starting = serving.clean_metrics_directory
+child_exit = serving.worker_exited
+on_exit = serving.remove_own_metrics_directory
+
+# The access log on stdout, without query strings (a magic link's token is in one); with
+# LOG_FORMAT=json (the default here) it and gunicorn's error log are JSON lines like the app's.
 accesslog = "-"
 access_log_format = serving.ACCESS_LOG_FORMAT
+logconfig_dict = serving.logging_config() or {}
 
 # Oversized request lines and headers are refused before the app, as problem documents.
 limit_request_line = serving.LIMIT_REQUEST_LINE

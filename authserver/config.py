@@ -104,6 +104,12 @@ class Settings(BaseModel):
     app_name: str = Field("authserver", description="shown in pages, mails and SMS")
     max_content_length: int = Field(64 * 1024, description="largest request body, bytes")
     log_level: str = Field("INFO", description="root log level")
+    log_format: str = Field(
+        "text", description="json (one object per line; gunicorn.conf.py's default) | text "
+                            "(`make run`'s)")
+    metrics_token: str = Field(
+        "", description="when set, GET /metrics asks for `Authorization: Bearer <it>`; "
+                        "empty: /metrics is open (keep it off the public network)")
     migrate_lock_timeout: int = Field(
         300, description="seconds `flask db upgrade` waits for another process's migration")
     # Tokens
@@ -257,6 +263,14 @@ class Settings(BaseModel):
     def _algorithm(cls, value: str) -> str:
         if value not in {"ES256", "EdDSA", "RS256", "HS256"}:
             raise ValueError("expected ES256, EdDSA, RS256 or HS256")
+        return value
+
+    @field_validator("log_format")
+    @classmethod
+    def _log_format(cls, value: str) -> str:
+        value = value.strip().lower()
+        if value not in {"json", "text"}:
+            raise ValueError("expected json or text")
         return value
 
     @field_validator("sms_backend")
