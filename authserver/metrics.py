@@ -40,6 +40,9 @@ from authserver.models import Session
 
 #: Where gunicorn.conf.py points every worker (and prometheus_client reads).
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
+#: prometheus_client chose file-backed values when it was imported (just above) iff this was
+#: set then; a scrape reads the files in that case only.
+MULTIPROCESS = bool(os.environ.get(MULTIPROC_ENV))
 
 SIGNINS = Counter(
     "authserver_signins_total", "Sign-in attempts by method and outcome",
@@ -164,7 +167,7 @@ def registry() -> CollectorRegistry:
     """A registry for one scrape: every worker's files in multiprocess mode, else this
     process's metrics; with the open-sessions gauge."""
     scrape = CollectorRegistry(auto_describe=True)
-    if os.environ.get(MULTIPROC_ENV):
+    if MULTIPROCESS:
         multiprocess.MultiProcessCollector(scrape)
     else:
         for metric in METRICS:
