@@ -186,3 +186,60 @@ def test_metrics_is_documented_like_healthz(client):
     operation = document["paths"]["/metrics"]["get"]
     assert operation["tags"] == ["meta"]
     assert "401" in operation["responses"]
+
+
+# -- real sign-ins (the flows' events, branch audit) ------------------------------------------
+def test_real_sign_ins_of_each_kind_move_signins_total(app, client, clock):
+    from tests.flows.magic_helpers import last_mail
+    from tests.flows.sms_helpers import last_code
+
+    outbox = app.config["OUTBOX_DIR"]
+    email, phone = "ada@example.com", "+16502530000"
+    before = scrape(client)
+    assert client.post("/api/v1/signup", json={"email": email, "password": PASSWORD}
+                       ).status_code == 201
+    assert client.post("/api/v1/signin", json={"email": email, "password": "Wrong-horse-9" * 2}
+                       ).status_code == 401
+    assert client.post("/api/v1/signin", json={"email": email, "password": PASSWORD}
+                       ).status_code == 200
+    assert client.post("/api/v1/otp/request", json={"phone": phone}).status_code == 202
+    assert client.post("/api/v1/otp/verify", json={"phone": phone,
+                                                   "code": last_code(outbox, phone)}
+                       ).status_code == 200
+    assert client.post("/api/v1/magic-link/request", json={"email": email}).status_code == 202
+    token, _ = last_mail(outbox, email)
+    assert client.post("/api/v1/magic-link/verify", json={"token": token}).status_code == 200
+    clock.travel(60)  # past the resend cooldown
+    assert client.post("/api/v1/magic-link/request", json={"email": email}).status_code == 202
+    _, code = last_mail(outbox, email)
+    assert client.post("/api/v1/magic-link/verify", json={"email": email, "code": code}
+                       ).status_code == 200
+    after = scrape(client)
+
+    def moved(name: str, **labels: str) -> float:
+        return value(after, name, **labels) - value(before, name, **labels)
+
+    # The sign-up signs in too (its tokens are a password sign-in's).
+    assert moved("authserver_signins_total", method="password", outcome="success") == 2
+    assert moved("authserver_signins_total", method="password", outcome="wrong_secret") == 1
+    assert moved("authserver_signins_total", method="sms", outcome="success") == 1
+    assert moved("authserver_signins_total", method="email_link", outcome="success") == 1
+    assert moved("authserver_signins_total", method="email_code", outcome="success") == 1
+    assert moved("authserver_codes_sent_total", channel="sms", outcome="sent") == 1
+    assert moved("authserver_codes_sent_total", channel="email", outcome="sent") >= 2
+    assert moved("authserver_sender_duration_seconds_count", channel="sms") == 1
+
+
+def test_a_replayed_refresh_token_counts_reuse_not_invalid(client, signup, clock):
+    first = signup()["refresh_token"]
+    assert client.post("/api/v1/token/refresh", json={"refresh_token": first}
+                       ).status_code == 200
+    clock.travel(60)  # past REFRESH_REUSE_GRACE
+    before = scrape(client)
+    replay = client.post("/api/v1/token/refresh", json={"refresh_token": first})
+    assert replay.status_code == 401
+    after = scrape(client)
+    assert (value(after, "authserver_refresh_total", outcome="reuse_detected")
+            - value(before, "authserver_refresh_total", outcome="reuse_detected")) == 1
+    assert (value(after, "authserver_refresh_total", outcome="invalid")
+            == value(before, "authserver_refresh_total", outcome="invalid"))
