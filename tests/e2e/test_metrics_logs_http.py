@@ -103,6 +103,7 @@ def test_every_log_line_is_json_with_the_request_id_echoed_and_kept(live_server)
     generated = missing.headers["X-Request-ID"]
 
     signed_up = requests.post(server.url + "/api/v1/signup", timeout=10,
+                              headers={"X-Request-ID": "e2e-signup"},
                               json={"email": "ada@example.com", "password": PASSWORD})
     assert signed_up.status_code == 201, signed_up.text
     body = signed_up.json()
@@ -121,7 +122,10 @@ def test_every_log_line_is_json_with_the_request_id_echoed_and_kept(live_server)
     assert isinstance(access["e2e-req.1"]["duration_ms"], float)
     assert replaced in access and "not sane!" not in server.log()
     assert access[generated]["route"] == "unmatched" and access[generated]["status"] == 404
-    assert access["e2e-me"]["user_id"] == me.json()["id"]
+    assert access["e2e-me"]["user_id"] == me.json()["id"]  # the access token's
+    assert access["e2e-signup"]["user_id"] == me.json()["id"]  # the sign-in's event
+    assert [e for e in entries if e.get("request_id") == "e2e-signup"
+            and e["logger"].startswith("authserver.")]  # the app's lines carry it too
     assert access["e2e-me"]["route"] == "/api/v1/me"
     log = server.log()
     for secret in (PASSWORD, "ada@example.com", body["access_token"], body["refresh_token"],
