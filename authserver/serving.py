@@ -146,7 +146,10 @@ def metrics_directory(environ: MutableMapping[str, str] | None = None) -> str:
 
 def clean_metrics_directory(server: Any = None) -> None:
     """gunicorn's `on_starting` hook: values a previous master's workers left in the folder
-    would be added to this one's; start from an empty folder."""
+    would be added to this one's; start from an empty folder. Not for a master started by
+    USR2 (`master_pid` set): it takes over from a running one whose workers still count."""
+    if getattr(server, "master_pid", 0):
+        return
     directory = metrics_directory()
     os.makedirs(directory, exist_ok=True)
     for name in os.listdir(directory):
@@ -163,7 +166,10 @@ def worker_exited(server: Any, worker: Any) -> None:
 
 
 def remove_own_metrics_directory(server: Any = None) -> None:
-    """gunicorn's `on_exit` hook: the temporary folder made by `metrics_directory` goes."""
+    """gunicorn's `on_exit` hook: the temporary folder made by `metrics_directory` goes,
+    unless a new master (USR2, `reexec_pid`) goes on with it."""
+    if getattr(server, "reexec_pid", 0):
+        return
     own = os.environ.get(_OWN_METRICS_DIR)
     if own and own == os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         shutil.rmtree(own, ignore_errors=True)

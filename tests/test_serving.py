@@ -109,3 +109,14 @@ def test_the_master_empties_the_folder_at_start_and_removes_only_its_own(tmp_pat
     monkeypatch.setenv("AUTHSERVER_OWN_METRICS_DIR", str(own))
     serving.remove_own_metrics_directory()
     assert not own.exists()
+
+
+def test_a_usr2_upgrade_keeps_the_folder_of_the_running_workers(tmp_path, monkeypatch):
+    from types import SimpleNamespace
+
+    (tmp_path / "counter_123.db").write_bytes(b"running")
+    monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(tmp_path))
+    monkeypatch.setenv("AUTHSERVER_OWN_METRICS_DIR", str(tmp_path))
+    serving.clean_metrics_directory(SimpleNamespace(master_pid=4242))  # the new master
+    serving.remove_own_metrics_directory(SimpleNamespace(reexec_pid=4243))  # the old one
+    assert (tmp_path / "counter_123.db").exists()
