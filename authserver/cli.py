@@ -202,6 +202,20 @@ def prune_keys() -> None:
     click.echo(f"removed {removed} retired key(s)")
 
 
+@keys_cli.command("reencrypt")
+@committed
+def reencrypt_keys() -> None:
+    """After rotating SECRET_KEY: re-encrypt the signing keys and the authenticator-app
+    secrets under the current SECRET_KEY, so the old key can leave SECRET_KEY_FALLBACKS."""
+    keys_done, keys_lost = keyring().reencrypt()
+    totp_done, totp_lost = mfa_flow.reencrypt()
+    click.echo(f"re-encrypted {keys_done} signing key(s), {totp_done} authenticator secret(s)")
+    if keys_lost or totp_lost:
+        # Committed all the same: what could be read is now under the current key.
+        click.echo(f"cannot decrypt {keys_lost} signing key(s) and {totp_lost} authenticator "
+                   "secret(s) with SECRET_KEY or SECRET_KEY_FALLBACKS", err=True)
+
+
 @click.command("prune")
 @click.option("--keep-days", default=7, show_default=True,
               help="Keep expired rows this many days before deleting them.")

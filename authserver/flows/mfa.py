@@ -157,3 +157,9 @@ def reset(user_id: str) -> bool:
     removed = mfa.remove(user_id)
     log.warning("second factor reset by an administrator user=%s removed=%s", user_id, removed)
     return removed
+
+
+def reencrypt() -> tuple[int, int]:
+    """After a SECRET_KEY rotation: every authenticator secret re-encrypted under the current
+    key; (re-encrypted, unreadable). Not committed here."""
+    return mfa.reencrypt_secrets()
