@@ -99,6 +99,11 @@ class Settings(BaseModel):
     database_pool_timeout: float = Field(
         2.0, description="seconds to wait for a free pooled connection")
     secret_key: str = Field("", description="signs cookies and links, encrypts keys at rest")
+    cors_allowed_origins: CommaList = Field(
+        default_factory=list,
+        description="origins (scheme://host[:port], exact) whose browser apps may call "
+                    "token/exchange, token/refresh, logout and me across origins; default "
+                    "none")
     secret_key_fallbacks: CommaList = Field(
         default_factory=list,
         description="earlier SECRET_KEYs, newest first: what they signed or encrypted is still "
@@ -380,6 +385,16 @@ class Settings(BaseModel):
             if (not entry.startswith(("mailto:", "https://", "tel:"))
                     or not entry.isprintable() or " " in entry):
                 raise ValueError(f"{entry!r} is not a mailto:, https:// or tel: URI")
+        return value
+
+    @field_validator("cors_allowed_origins")
+    @classmethod
+    def _origins(cls, value: list[str]) -> list[str]:
+        for entry in value:
+            parts = urlsplit(entry)
+            if (parts.scheme not in {"http", "https"} or not parts.netloc
+                    or entry != f"{parts.scheme}://{parts.netloc}"):
+                raise ValueError(f"{entry!r} is not an origin like https://app.example.com")
         return value
 
     @field_validator("secret_key_fallbacks")
