@@ -71,6 +71,7 @@ class ErrorCode(StrEnum):
     MFA_ALREADY_ENROLLED = "mfa_already_enrolled", "Second factor already set up"
     FORBIDDEN = "forbidden", "Forbidden"
     NOT_FOUND = "not_found", "Not found"
+    CANNOT_DISABLE_SELF = "cannot_disable_self", "Cannot disable your own account"
     RATE_LIMITED = "rate_limited", "Too many requests"
     SERVICE_UNAVAILABLE = "service_unavailable", "Service unavailable"
     INTERNAL_ERROR = "internal_error", "Internal error"
