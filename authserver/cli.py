@@ -31,7 +31,9 @@ keys_cli = AppGroup("keys", help="Manage the keys that sign access tokens.")
 @users_cli.command("create")
 @click.argument("email")
 @click.option("--role", "roles", multiple=True, help="Grant a role (repeatable), e.g. admin.")
-@click.option("--password-stdin", is_flag=True, help="Read a password from standard input.")
+@click.option("--password-stdin", is_flag=True,
+              help="Read a password from standard input: asked for twice without echo when "
+                   "it is a terminal, else its first line.")
 @click.option("--name", default=None, help="Display name.")
 @committed
 def create_user(email: str, roles: tuple[str, ...], password_stdin: bool,
@@ -41,7 +43,7 @@ def create_user(email: str, roles: tuple[str, ...], password_stdin: bool,
         email = normalize_email(email)
         password_hash = None
         if password_stdin:
-            password = sys.stdin.readline().rstrip("\r\n")
+            password = _read_password()
             reason = passwords.check_policy(password, email)
             if reason:
                 raise click.ClickException(f"weak password: {reason}")
@@ -51,6 +53,18 @@ def create_user(email: str, roles: tuple[str, ...], password_stdin: bool,
     except Problem as exc:
         raise click.ClickException(exc.detail) from None
     click.echo(f"created user {user.id} <{user.email}> roles={','.join(user.role_names) or '-'}")
+
+
+def _stdin_is_terminal() -> bool:
+    return sys.stdin.isatty()
+
+
+def _read_password() -> str:
+    """A person at a terminal types it twice, unseen; a pipe (a script, a secret store)
+    gives its first line."""
+    if _stdin_is_terminal():
+        return str(click.prompt("Password", hide_input=True, confirmation_prompt=True))
+    return sys.stdin.readline().rstrip("\r\n")
 
 
 def _existing_user(email: str) -> User:
