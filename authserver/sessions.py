@@ -130,13 +130,12 @@ def _stored_successor(refresh_token: str, parent_id: int) -> str:
     """The successor the winning rotation stored, derived under whichever of SECRET_KEY and
     SECRET_KEY_FALLBACKS it used: a SECRET_KEY rotation between the winner and a replay inside
     the grace window must not hand the replay a token that was never stored."""
-    stored = set(db.session.scalars(select(RefreshToken.token_hash).where(
-        RefreshToken.parent_id == parent_id)))
-    for secret in settings().secret_keys():
-        successor = _successor(refresh_token, secret)
-        if _hash(successor) in stored:
-            return successor
-    return _successor(refresh_token)  # not stored under any key we hold: it will not work
+    candidates = {_hash(successor): successor for successor in (
+        _successor(refresh_token, secret) for secret in settings().secret_keys())}
+    stored = db.session.scalar(select(RefreshToken.token_hash).where(  # the unique index
+        RefreshToken.token_hash.in_(list(candidates)), RefreshToken.parent_id == parent_id))
+    # None: made under a key no longer held, so no successor we could give would work.
+    return candidates[stored] if stored is not None else _successor(refresh_token)
 
 
 def _mint_refresh(session: Session, parent_id: int | None, token: str | None = None) -> str:

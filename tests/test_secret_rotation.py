@@ -18,7 +18,7 @@ import pytest
 from flask import Flask
 from sqlalchemy import func, select
 
-from authserver import accounts, create_app, devices, passwords
+from authserver import accounts, create_app, devices, mfa, passwords
 from authserver.extensions import db
 from authserver.models import SigningKey, TotpFactor
 from tests.conftest import PASSWORD, base_config
@@ -94,6 +94,7 @@ def test_rotation_keeps_everything_working_then_the_old_key_opens_nothing(
     ada.email_verified_at = clock.now()  # her link then signs in without evicting anything
     bob = accounts.create(email=BOB, password_hash=passwords.hash_password(PASSWORD))
     bob_secret = enrol_totp(bob.id)
+    bob_recovery = mfa.new_recovery_codes(bob.id)
     accounts.create(email=CY, password_hash=passwords.hash_password(PASSWORD))
     db.session.commit()
 
@@ -153,6 +154,10 @@ def test_rotation_keeps_everything_working_then_the_old_key_opens_nothing(
 
         verified = second_factor(b, BOB, bob_secret)
         assert verified.status_code == 200, verified.get_json()
+        first_factor = sign_in(b, BOB)
+        recovered = b.post("/api/v1/mfa/verify", json={
+            "mfa_token": first_factor.get_json()["mfa_token"], "recovery_code": bob_recovery[0]})
+        assert recovered.status_code == 200, recovered.get_json()
         # New tokens are still signed with the key made under A: no new key was needed.
         assert db.session.scalar(select(func.count()).select_from(SigningKey)) == 1
 
@@ -172,6 +177,11 @@ def test_rotation_keeps_everything_working_then_the_old_key_opens_nothing(
         c = app_c.test_client()
         assert c.get("/api/v1/me", headers=bearer(access)).status_code == 200
         assert second_factor(c, BOB, bob_secret).status_code == 200
+        # Recovery codes are only an HMAC under the old key: they go with it (README).
+        first_factor = sign_in(c, BOB)
+        stale = c.post("/api/v1/mfa/verify", json={
+            "mfa_token": first_factor.get_json()["mfa_token"], "recovery_code": bob_recovery[1]})
+        assert (stale.status_code, problem(stale)["code"]) == (401, "invalid_otp")
         assert c.post("/api/v1/token/refresh", json={"refresh_token": refresh}).status_code \
             == 200
         assert db.session.scalar(select(func.count()).select_from(SigningKey)) == 1
