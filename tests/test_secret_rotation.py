@@ -203,3 +203,27 @@ def test_fallbacks_must_be_long_enough(tmp_path: Any, database_url: str) -> None
 
     with pytest.raises(ConfigError, match="SECRET_KEY_FALLBACKS"):
         create_app({**base_config(tmp_path, database_url), "SECRET_KEY_FALLBACKS": "short"})
+
+
+def test_a_form_rendered_before_the_rotation_still_posts(
+        app: Flask, client: Any, tmp_path: Any, database_url: str) -> None:
+    """The CSRF token on a page shown under A is accepted under B with A as a fallback."""
+    from tests.web.conftest import action_of, csrf_from
+
+    accounts.create(email=ADA, password_hash=passwords.hash_password(PASSWORD))
+    db.session.commit()
+    html = client.get("/login").get_data(as_text=True)
+    form = {"email": ADA, "password": PASSWORD, "csrf_token": csrf_from(html)}
+    cookie = client.get_cookie("authserver_session")
+    assert cookie is not None
+    for fallbacks, signed_in in ((KEY_A, True), ("", False)):
+        with restarted(tmp_path, database_url, SECRET_KEY=KEY_B,
+                       SECRET_KEY_FALLBACKS=fallbacks) as later:
+            browser = later.test_client()
+            browser.set_cookie("authserver_session", cookie.value)
+            response = browser.post(action_of(html), data=form)
+            if signed_in:
+                assert response.status_code in (302, 303), response.get_data(as_text=True)
+                assert browser.get("/account").status_code == 200
+            else:
+                assert response.status_code == 400
