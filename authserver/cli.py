@@ -225,9 +225,11 @@ def reencrypt_keys() -> None:
     totp_done, totp_lost = mfa_flow.reencrypt()
     click.echo(f"re-encrypted {keys_done} signing key(s), {totp_done} authenticator secret(s)")
     if keys_lost or totp_lost:
-        # Committed all the same: what could be read is now under the current key.
+        # What could be read is kept under the current key; the exit status tells a script.
+        db.session.commit()
         click.echo(f"cannot decrypt {keys_lost} signing key(s) and {totp_lost} authenticator "
                    "secret(s) with SECRET_KEY or SECRET_KEY_FALLBACKS", err=True)
+        raise click.exceptions.Exit(1)
 
 
 @click.command("prune")

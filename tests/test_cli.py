@@ -158,3 +158,35 @@ def test_password_stdin_on_a_real_terminal(app, database_url, tmp_path):
     user = accounts.by_email("pty@example.com")
     assert user is not None
     assert passwords.verify_password(user.password_hash, "a long enough passphrase")
+
+
+def test_keys_reencrypt_reports_what_it_cannot_decrypt(app, runner, tmp_path, database_url):
+    """A key made under a SECRET_KEY that is neither current nor a fallback stays as it was,
+    the command exits 1; the readable ones are moved to the current key all the same."""
+    from sqlalchemy import select
+
+    from authserver import create_app
+    from authserver.extensions import db
+    from authserver.keys import keyring
+    from authserver.models import SigningKey
+    from tests.conftest import base_config
+
+    keyring().create()  # under the fixture's SECRET_KEY
+    db.session.commit()
+    other = "an unrelated secret key of enough length"
+    later = create_app({**base_config(tmp_path, database_url), "SECRET_KEY": other})
+    with later.app_context():
+        keyring().create()  # under another key, active now
+        db.session.commit()
+        db.session.remove()
+        db.engine.dispose()
+    before = dict(db.session.execute(select(SigningKey.kid, SigningKey.private_key_encrypted))
+                  .tuples().all())
+    result = runner.invoke(args=["keys", "reencrypt"])
+    assert result.exit_code == 1
+    assert "re-encrypted 1 signing key(s), 0 authenticator secret(s)" in result.output
+    assert "cannot decrypt 1 signing key(s)" in result.output
+    db.session.expire_all()
+    after = dict(db.session.execute(select(SigningKey.kid, SigningKey.private_key_encrypted))
+                 .tuples().all())
+    assert len([kid for kid in before if before[kid] != after[kid]]) == 1
