@@ -42,7 +42,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
         hops = loaded.proxy_fix_hops
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops, x_host=0)  # type: ignore[method-assign]
 
-    from authserver import cli, errors, headers, logs, metrics, request_limits, services
+    from authserver import cli, cors, errors, headers, logs, metrics, request_limits, services
     from authserver.extensions import csrf, db, limiter, migrate
 
     db.init_app(app)
@@ -62,6 +62,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
 
     errors.init_app(app)
     headers.init_app(app)
+    cors.init_app(app)
     request_limits.init_app(app)
     cli.init_app(app)
     metrics.init_app(app)

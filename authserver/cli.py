@@ -32,7 +32,9 @@ keys_cli = AppGroup("keys", help="Manage the keys that sign access tokens.")
 @users_cli.command("create")
 @click.argument("email")
 @click.option("--role", "roles", multiple=True, help="Grant a role (repeatable), e.g. admin.")
-@click.option("--password-stdin", is_flag=True, help="Read a password from standard input.")
+@click.option("--password-stdin", is_flag=True,
+              help="Read a password from standard input: asked for twice without echo when "
+                   "it is a terminal, else its first line.")
 @click.option("--name", default=None, help="Display name.")
 @committed
 def create_user(email: str, roles: tuple[str, ...], password_stdin: bool,
@@ -42,7 +44,7 @@ def create_user(email: str, roles: tuple[str, ...], password_stdin: bool,
         email = normalize_email(email)
         password_hash = None
         if password_stdin:
-            password = sys.stdin.readline().rstrip("\r\n")
+            password = _read_password()
             reason = passwords.check_policy(password, email)
             if reason:
                 raise click.ClickException(f"weak password: {reason}")
@@ -52,6 +54,18 @@ def create_user(email: str, roles: tuple[str, ...], password_stdin: bool,
     except Problem as exc:
         raise click.ClickException(exc.detail) from None
     click.echo(f"created user {user.id} <{user.email}> roles={','.join(user.role_names) or '-'}")
+
+
+def _stdin_is_terminal() -> bool:
+    return sys.stdin.isatty()
+
+
+def _read_password() -> str:
+    """A person at a terminal types it twice, unseen; a pipe (a script, a secret store)
+    gives its first line."""
+    if _stdin_is_terminal():
+        return str(click.prompt("Password", hide_input=True, confirmation_prompt=True))
+    return sys.stdin.readline().rstrip("\r\n")
 
 
 def _existing_user(email: str) -> User:
@@ -207,6 +221,22 @@ def prune_keys() -> None:
     """Delete retired keys older than the longest access-token lifetime."""
     removed = keyring().prune(settings().access_token_ttl * 2)
     click.echo(f"removed {removed} retired key(s)")
+
+
+@keys_cli.command("reencrypt")
+@committed
+def reencrypt_keys() -> None:
+    """After rotating SECRET_KEY: re-encrypt the signing keys and the authenticator-app
+    secrets under the current SECRET_KEY, so the old key can leave SECRET_KEY_FALLBACKS."""
+    keys_done, keys_lost = keyring().reencrypt()
+    totp_done, totp_lost = mfa_flow.reencrypt()
+    click.echo(f"re-encrypted {keys_done} signing key(s), {totp_done} authenticator secret(s)")
+    if keys_lost or totp_lost:
+        # What could be read is kept under the current key; the exit status tells a script.
+        db.session.commit()
+        click.echo(f"cannot decrypt {keys_lost} signing key(s) and {totp_lost} authenticator "
+                   "secret(s) with SECRET_KEY or SECRET_KEY_FALLBACKS", err=True)
+        raise click.exceptions.Exit(1)
 
 
 @click.command("prune")

@@ -99,6 +99,16 @@ class Settings(BaseModel):
     database_pool_timeout: float = Field(
         2.0, description="seconds to wait for a free pooled connection")
     secret_key: str = Field("", description="signs cookies and links, encrypts keys at rest")
+    cors_allowed_origins: CommaList = Field(
+        default_factory=list,
+        description="origins (scheme://host[:port], exact) whose browser apps may call "
+                    "token/exchange, token/refresh, logout and me across origins; default "
+                    "none")
+    secret_key_fallbacks: CommaList = Field(
+        default_factory=list,
+        description="earlier SECRET_KEYs, newest first: what they signed or encrypted is still "
+                    "accepted (cookies, links, codes, device tokens, keys at rest) while new "
+                    "things use SECRET_KEY; see README \"Rotating SECRET_KEY\"")
     public_base_url: str = Field("http://localhost:5000",
                                  description="the origin mailed links point at")
     app_name: str = Field("authserver", description="shown in pages, mails and SMS")
@@ -391,6 +401,30 @@ class Settings(BaseModel):
                 raise ValueError(f"{entry!r} is not a mailto:, https:// or tel: URI")
         return value
 
+    @field_validator("cors_allowed_origins")
+    @classmethod
+    def _origins(cls, value: list[str]) -> list[str]:
+        for entry in value:
+            parts = urlsplit(entry)
+            if (parts.scheme not in {"http", "https"} or not parts.netloc
+                    or entry != f"{parts.scheme}://{parts.netloc}"):
+                raise ValueError(f"{entry!r} is not an origin like https://app.example.com")
+        return value
+
+    @field_validator("secret_key_fallbacks")
+    @classmethod
+    def _fallback_keys(cls, value: list[str]) -> list[str]:
+        for entry in value:
+            if len(entry) < 16:
+                raise ValueError("each fallback key must be at least 16 characters")
+        return value
+
+    def secret_keys(self) -> list[str]:
+        """SECRET_KEY, then each of SECRET_KEY_FALLBACKS: the first signs and encrypts, every
+        one of them verifies and decrypts."""
+        return [self.secret_key,
+                *(key for key in self.secret_key_fallbacks if key != self.secret_key)]
+
     def flask_config(self) -> dict[str, Any]:
         """The upper-case mapping Flask, its extensions and the sender builders read."""
         config = {name.upper(): value for name, value in self.model_dump().items()}
@@ -405,6 +439,9 @@ class Settings(BaseModel):
             SESSION_COOKIE_SAMESITE="Lax",
             SESSION_COOKIE_NAME="authserver_session",
             WTF_CSRF_TIME_LIMIT=None,  # the token lives as long as the cookie session
+            # itsdangerous: signs with the last key, accepts any (a form rendered before a
+            # SECRET_KEY rotation still posts).
+            WTF_CSRF_SECRET_KEY=list(reversed(self.secret_keys())),
         )
         return config
 

@@ -69,7 +69,7 @@ def init_app(app: Flask, settings: Settings) -> None:
     app.extensions[EXTENSION_KEY] = settings
     app.extensions[_KEY] = Services(
         settings=settings, sms=sms, email=email,
-        keyring=KeyRing(settings.secret_key, settings.jwt_algorithm), test_numbers=numbers)
+        keyring=KeyRing(settings.secret_keys(), settings.jwt_algorithm), test_numbers=numbers)
 
 
 def services(app: Flask | None = None) -> Services:

@@ -115,6 +115,8 @@ class IsAdmin(ResponseBody):
 
 class UserList(ResponseBody):
     users: list[User]
+    next_cursor: str | None = Field(
+        None, description="Pass as `cursor` for the next page; null on the last one.")
 
 
 class SessionInfo(ResponseBody):
