@@ -64,6 +64,8 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     headers.init_app(app)
     request_limits.init_app(app)
     cli.init_app(app)
+    from authserver import webhooks  # the webhook outbox's sink, when WEBHOOK_URL is set
+    webhooks.init_app(app)
     return app
 
 
