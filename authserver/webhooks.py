@@ -17,8 +17,10 @@ Body: `{"type", "timestamp", "data"}`. The internal events map to five webhook t
   RECOVERY_CODES_REGENERATED;
 - `user.deleted` ← USER_DELETED (emitted before the row goes: `data` is the account as it
   was);
-- `session.revoked` ← SESSION_REVOKED and REFRESH_REUSE_DETECTED; `data` is
-  `{"user_id", "session_id", "scope", "reason"}` (`session_id` null when not one session).
+- `session.revoked` ← SESSION_REVOKED; `data` is `{"user_id", "session_id", "scope",
+  "reason"}` (`session_id` null when not one session). REFRESH_REUSE_DETECTED is not sent
+  itself: the revocation it causes emits SESSION_REVOKED (reason `refresh_reuse`), and
+  sending both would report one revocation twice.
 
 For the user events `data` is the user object as `GET /api/v1/me` shows it (with `mfa`),
 as it stands in the transaction at the moment of the event. A user the session no longer
@@ -67,7 +69,6 @@ WEBHOOK_TYPES: dict[EventType, str] = {
     EventType.RECOVERY_CODES_REGENERATED: USER_UPDATED,
     EventType.USER_DELETED: USER_DELETED,
     EventType.SESSION_REVOKED: SESSION_REVOKED,
-    EventType.REFRESH_REUSE_DETECTED: SESSION_REVOKED,
 }
 
 
@@ -98,13 +99,8 @@ def sink(event: Event) -> None:
 def _data(kind: str, event: Event) -> dict[str, Any]:
     assert event.user_id is not None  # sink's check
     if kind == SESSION_REVOKED:
-        reuse = event.type is EventType.REFRESH_REUSE_DETECTED
-        return {
-            "user_id": event.user_id,
-            "session_id": event.detail.get("session_id"),
-            "scope": event.detail.get("scope", "local" if reuse else None),
-            "reason": event.detail.get("reason", "refresh_token_reuse" if reuse else None),
-        }
+        return {"user_id": event.user_id, "session_id": event.detail.get("session_id"),
+                "scope": event.detail.get("scope"), "reason": event.detail.get("reason")}
     return user_data(event.user_id)
 
 

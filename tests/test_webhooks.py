@@ -131,14 +131,16 @@ def test_session_revoked_data(app):
                       detail={"scope": "others", "reason": "logout"}))
     events.emit(Event(EventType.SESSION_REVOKED, user_id="u1",
                       detail={"scope": "local", "reason": "logout", "session_id": "s1"}))
+    events.emit(Event(EventType.SESSION_REVOKED, user_id="u1",
+                      detail={"scope": "global", "reason": "disabled", "count": 2}))
+    # The revocation a replayed refresh token causes is its own SESSION_REVOKED: not twice.
     events.emit(Event(EventType.REFRESH_REUSE_DETECTED, user_id="u1",
                       detail={"session_id": "s2"}))
     db.session.commit()
     assert [json.loads(row.payload)["data"] for row in _rows()] == [
         {"user_id": "u1", "session_id": None, "scope": "others", "reason": "logout"},
         {"user_id": "u1", "session_id": "s1", "scope": "local", "reason": "logout"},
-        {"user_id": "u1", "session_id": "s2", "scope": "local",
-         "reason": "refresh_token_reuse"},
+        {"user_id": "u1", "session_id": None, "scope": "global", "reason": "disabled"},
     ]
     assert {row.type for row in _rows()} == {"session.revoked"}
 
