@@ -212,8 +212,9 @@ def prune_keys() -> None:
               type=click.IntRange(min=1), help="Rows per DELETE (each batch commits).")
 @committed
 def prune_command(keep_days: int, batch_size: int) -> None:
-    """Delete expired codes, links, hand-off codes, cooldowns and ended sessions, and
-    refresh tokens rotated longer ago than REFRESH_TOKEN_HISTORY."""
+    """Delete expired codes, links, hand-off codes, cooldowns and ended sessions, webhook
+    events delivered or given up, and refresh tokens rotated longer ago than
+    REFRESH_TOKEN_HISTORY."""
     counts = housekeeping.prune(keep_days, batch_size)
     click.echo(", ".join(f"{table}: {count}" for table, count in counts.items()))
 

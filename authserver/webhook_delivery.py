@@ -12,9 +12,10 @@ At least once, never lost, never twice at once:
   ends, so a second worker never picks it while the first is sending it.
 - **The lease is the crash safety.** A worker killed mid-batch leaves its rows claimed;
   their lease (`batch_size * (WEBHOOK_TIMEOUT + 1) + 30` seconds) runs out and any worker
-  picks them again. A worker checks before each send that the lease has more than
-  WEBHOOK_TIMEOUT left, and hands back the rest of its batch (due at once) when it stops
-  early (SIGTERM, lease running out).
+  picks them again (the 30 s margin also absorbs clock skew between worker hosts). A
+  worker checks before each send that the lease has more than WEBHOOK_TIMEOUT left, and
+  hands back the rest of its batch (due at once) when it stops early (SIGTERM, lease
+  running out).
 - **Marked once.** A 2xx answer sets `delivered_at` with `UPDATE … WHERE delivered_at IS
   NULL`; anything else (a status, a refused connection, a timeout) counts an attempt and
   schedules the next at `min(1 h, 5 s · 2^(attempts-1))`, times a random factor between 0.5
@@ -40,7 +41,7 @@ import hmac
 import logging
 import secrets
 import threading
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 import requests
@@ -65,7 +66,6 @@ class Report:
     delivered: int = 0
     retrying: int = 0
     given_up: int = 0
-    errors: list[str] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -160,10 +160,8 @@ def _send_batch(token: str, rows: list[_Claimed], batch_size: int, report: Repor
             report.delivered += 1
         elif _failed(token, row, error):
             report.given_up += 1
-            report.errors.append(error)
         else:
             report.retrying += 1
-            report.errors.append(error)
 
 
 def send(event_id: str, payload: str) -> str | None:

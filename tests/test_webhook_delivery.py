@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
-from authserver import accounts, create_app, events, webhook_delivery
+from authserver import create_app, events, webhook_delivery
 from authserver.events import Event, EventType
 from authserver.extensions import db
 from authserver.models import WebhookOutbox
@@ -44,11 +44,12 @@ def config_overrides(receiver):
 
 def _emit(count: int) -> list[str]:
     """`count` user.updated events about one user, committed; their webhook ids."""
-    user = accounts.create(email=f"u{time.monotonic_ns()}@example.com")
+    before = {row.event_id for row in _rows()}
+    user_id = f"user-{time.monotonic_ns()}"  # no row needed (data is then {"id"} alone)
     for _ in range(count):
-        events.emit(Event(EventType.USER_UPDATED, user_id=user.id))
+        events.emit(Event(EventType.USER_UPDATED, user_id=user_id))
     db.session.commit()
-    return [row.event_id for row in _rows() if row.delivered_at is None]
+    return [row.event_id for row in _rows() if row.event_id not in before]
 
 
 def _rows() -> list[WebhookOutbox]:
@@ -290,6 +291,29 @@ def test_run_delivers_until_sigterm_then_exits_cleanly(app, receiver):
     assert "webhook worker stopped" in output
     assert SECRET not in output and "v1," not in output
     assert all(row.delivered_at is not None for row in _rows())
+
+
+def test_prune_deletes_delivered_and_given_up_events_after_keep_days(app, runner, receiver,
+                                                                      clock):
+    delivered = _emit(2)
+    assert webhook_delivery.deliver_due().delivered == 2
+    receiver.status = 500
+    given_up = _emit(1)
+    clock.travel(86400 + 1)
+    webhook_delivery.deliver_due()
+    webhook_delivery.deliver_due()
+    assert _rows()[-1].failed_at is not None
+    pending = _emit(1)
+    clock.travel(5 * 86400)  # delivered 6 days ago, given up 5 days ago
+    assert "webhook_outbox: 0" in runner.invoke(args=["prune"]).output  # kept 7 days
+    clock.travel(1.5 * 86400)
+    assert "webhook_outbox: 2" in runner.invoke(args=["prune"]).output
+    clock.travel(86400)
+    assert "webhook_outbox: 1" in runner.invoke(args=["prune"]).output
+    clock.travel(365 * 86400)
+    assert "webhook_outbox: 0" in runner.invoke(args=["prune"]).output
+    assert [row.event_id for row in _rows()] == pending
+    assert not set(delivered + given_up) & {row.event_id for row in _rows()}
 
 
 @pytest.mark.parametrize("config_overrides", [{}])
