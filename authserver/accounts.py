@@ -14,6 +14,7 @@ from sqlalchemy.exc import IntegrityError
 
 from authserver import clock, sessions
 from authserver.errors import Problem
+from authserver.events import Event, EventType, Method, Outcome, emit
 from authserver.extensions import db
 from authserver.models import Role, User
 
@@ -39,8 +40,12 @@ def get(user_id: str) -> User:
 
 
 def create(*, email: str | None = None, phone: str | None = None, name: str | None = None,
-           password_hash: str | None = None, roles: list[str] | None = None) -> User:
-    """Insert a user; 409 email_taken when the address (or phone) is already registered."""
+           password_hash: str | None = None, roles: list[str] | None = None,
+           method: Method | None = None, via: str = "signup") -> User:
+    """Insert a user; 409 email_taken when the address (or phone) is already registered.
+
+    Tells the sinks USER_CREATED (`method`: how the person proved who they are, if they
+    did; `via`: signup, first_sign_in, cli)."""
     user = User(email=email, phone=phone, name=name, password_hash=password_hash)
     for role in roles or []:
         user.roles.append(_role(role))
@@ -54,6 +59,8 @@ def create(*, email: str | None = None, phone: str | None = None, name: str | No
                       field="email") from None
     if roles:
         _reload_roles(user)
+    emit(Event(EventType.USER_CREATED, user_id=user.id, method=method,
+               outcome=Outcome.SUCCESS, detail={"via": via}))
     log.info("user created id=%s", user.id)
     return user
 
@@ -70,7 +77,8 @@ def find_or_create(*, email: str | None = None, phone: str | None = None) -> Use
     user = db.session.scalar(select(User).where(column == value))
     if user is None:
         try:
-            user = create(email=email, phone=phone)
+            user = create(email=email, phone=phone, via="first_sign_in",
+                          method=Method.EMAIL_LINK if email else Method.SMS)
         except Problem:
             # A locking read sees the winner's committed row, which this transaction's
             # snapshot (MySQL's REPEATABLE READ) would still hide.
@@ -107,25 +115,31 @@ def _role(name: str) -> Role:
     return role
 
 
-def add_role(user: User, name: str) -> User:
+def add_role(user: User, name: str, *, actor_id: str | None = None) -> User:
     role = _role(name)
     if role not in user.roles:
         user.roles.append(role)
+        emit(Event(EventType.ROLE_ADDED, user_id=user.id, actor_id=actor_id,
+                   detail={"role": role.name}))
     _reload_roles(user)
     log.info("role %s granted to user=%s", role.name, user.id)
     return user
 
 
-def remove_role(user: User, name: str) -> User:
+def remove_role(user: User, name: str, *, actor_id: str | None = None) -> User:
+    if name in user.role_names:
+        emit(Event(EventType.ROLE_REMOVED, user_id=user.id, actor_id=actor_id,
+                   detail={"role": name}))
     user.roles = [role for role in user.roles if role.name != name]
     _reload_roles(user)
     log.info("role %s removed from user=%s", name, user.id)
     return user
 
 
-def disable(user: User) -> User:
+def disable(user: User, *, actor_id: str | None = None) -> User:
     """Disable the account and end every session it has, at once."""
     if not user.disabled:
+        emit(Event(EventType.USER_DISABLED, user_id=user.id, actor_id=actor_id))
         user.disabled = True
         user.disabled_at = clock.now()
         db.session.flush()
@@ -134,7 +148,9 @@ def disable(user: User) -> User:
     return user
 
 
-def enable(user: User) -> User:
+def enable(user: User, *, actor_id: str | None = None) -> User:
+    if user.disabled:
+        emit(Event(EventType.USER_ENABLED, user_id=user.id, actor_id=actor_id))
     user.disabled = False
     user.disabled_at = None
     db.session.flush()

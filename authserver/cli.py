@@ -18,6 +18,7 @@ from sqlalchemy import select
 from authserver import accounts, housekeeping, passwords, webhook_delivery
 from authserver.config import settings
 from authserver.errors import Problem
+from authserver.events import Event, EventType, emit
 from authserver.extensions import db
 from authserver.flows import mfa as mfa_flow
 from authserver.flows import seed_import
@@ -50,7 +51,7 @@ def create_user(email: str, roles: tuple[str, ...], password_stdin: bool,
                 raise click.ClickException(f"weak password: {reason}")
             password_hash = passwords.hash_password(password)
         user = accounts.create(email=email, name=name, password_hash=password_hash,
-                               roles=list(roles))
+                               roles=list(roles), via="cli")
     except Problem as exc:
         raise click.ClickException(exc.detail) from None
     click.echo(f"created user {user.id} <{user.email}> roles={','.join(user.role_names) or '-'}")
@@ -179,6 +180,11 @@ def import_seed(source_database_url: str, dry_run: bool, mark_verified: bool,
         click.echo(f"  role skipped {note}")
     if report.dry_run:
         click.echo("dry run: nothing was written")
+    else:
+        emit(Event(EventType.USERS_IMPORTED, detail={
+            "imported": report.imported, "already_present": report.already_present,
+            "skipped": len(report.skipped), "roles_created": len(report.roles_created),
+            "roles_attached": report.roles_attached}))
 
 
 @keys_cli.command("list")
@@ -194,6 +200,7 @@ def list_keys() -> None:
 def rotate_keys() -> None:
     """Start signing with a new key; the old one keeps verifying existing tokens."""
     key = keyring().rotate()
+    emit(Event(EventType.KEY_ROTATED, detail={"kid": key.kid, "algorithm": key.algorithm}))
     click.echo(f"new active key {key.kid} ({key.algorithm})")
 
 

@@ -50,6 +50,8 @@ from sqlalchemy.exc import DBAPIError
 from authserver import accounts, clock, cooldowns, counters, ratelimits
 from authserver.config import settings
 from authserver.errors import Problem, is_deadlock, rate_limited, unavailable
+from authserver.events import Event, EventType, emit
+from authserver.events import Outcome as EventOutcome
 from authserver.extensions import client_ip, db
 from authserver.models import Counter, OneTimeCode
 from authserver.models.base import new_id
@@ -295,6 +297,9 @@ def send(purpose: Purpose, subject: str, deliver: Callable[[str, str | None], No
             # a message may have gone out, so the slot stays taken.
             cooldowns.release(purpose.slot(subject), None)
         log.warning("%s not sent id=%s: %s", purpose.name, challenge_id, type(exc).__name__)
+        if isinstance(exc, RecipientRejected | SenderUnavailable):
+            # Kept by the Problem's commit at the edge (transactions.py).
+            _sent(purpose, user_id, EventOutcome.FAILED)
         if isinstance(exc, RecipientRejected):
             channel = purpose.channel
             raise Problem(422, channel.rejected_code, channel.rejected,
@@ -303,8 +308,21 @@ def send(purpose: Purpose, subject: str, deliver: Callable[[str, str | None], No
             raise provider_unavailable(purpose) from None
         raise
     _count(limits)
+    _sent(purpose, user_id, EventOutcome.SENT)
     log.info("%s sent id=%s ip=%s", purpose.name, challenge_id, client_ip())
     return challenge_id
+
+
+def _sent(purpose: Purpose, user_id: str | None, outcome: EventOutcome) -> None:
+    """CODE_SENT (events.py): the purpose and channel, never the subject or the code."""
+    emit(Event(EventType.CODE_SENT, user_id=user_id, outcome=outcome,
+               detail={"purpose": purpose.name, "channel": purpose.channel.name}))
+
+
+def _locked(purpose: Purpose, challenge: Challenge) -> None:
+    """CODE_LOCKED: the wrong try that used a code's last attempt (committed with it)."""
+    emit(Event(EventType.CODE_LOCKED, user_id=challenge.user_id, outcome=EventOutcome.LOCKED,
+               detail={"purpose": purpose.name, "channel": purpose.channel.name}))
 
 
 def _store(purpose: Purpose, row: OneTimeCode) -> None:
@@ -477,10 +495,12 @@ def verify(purpose: Purpose, subject: str, code: Any, *,
             return Verdict(Outcome.MATCHED if won else Outcome.WRONG, challenge)
         if not reserved and _take_attempt(challenge.id, max_attempts, now):
             counted = True
+            if challenge.attempts + 1 >= max_attempts and not purpose.lock_kills:
+                _locked(purpose, challenge)
         log.info("%s wrong code, %d/%d id=%s", purpose.name, challenge.attempts + 1,
                  max_attempts, challenge.id)
         if purpose.lock_kills:
-            _kill_if_used_up(challenge.id, max_attempts)
+            _kill_if_used_up(purpose, challenge, max_attempts)
     if counted:
         ratelimits.count(*guesses)
         return Verdict(Outcome.WRONG, candidates[0])
@@ -545,7 +565,8 @@ def _give_back_attempt(challenge_id: str) -> None:
     db.session.commit()
 
 
-def _kill_if_used_up(challenge_id: str, max_attempts: int) -> None:
+def _kill_if_used_up(purpose: Purpose, challenge: Challenge, max_attempts: int) -> None:
+    challenge_id = challenge.id
     killed = db.session.execute(
         update(OneTimeCode)
         .where(OneTimeCode.id == challenge_id, OneTimeCode.attempts >= max_attempts,
@@ -553,6 +574,8 @@ def _kill_if_used_up(challenge_id: str, max_attempts: int) -> None:
         .values(invalidated_at=clock.now())
         .execution_options(synchronize_session=False)
     ).rowcount == 1  # type: ignore[attr-defined]
+    if killed:
+        _locked(purpose, challenge)  # committed with the kill
     db.session.commit()
     if killed:
         log.warning("code locked after %d wrong tries id=%s", max_attempts, challenge_id)
@@ -566,7 +589,9 @@ def count_wrong_try(purpose: Purpose, challenge_id: str) -> bool:
     max_attempts = purpose.setting("max_attempts")
     taken = _take_attempt(challenge_id, max_attempts, clock.now())
     if purpose.lock_kills:
-        _kill_if_used_up(challenge_id, max_attempts)
+        challenge = find(purpose, challenge_id)
+        if challenge is not None:
+            _kill_if_used_up(purpose, challenge, max_attempts)
     return taken
 
 

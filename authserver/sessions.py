@@ -29,6 +29,7 @@ from sqlalchemy.orm import make_transient_to_detached
 from authserver import clock
 from authserver.config import settings
 from authserver.errors import ErrorCode, Problem, invalid_token
+from authserver.events import Event, EventType, Method, Outcome, emit
 from authserver.extensions import db
 from authserver.models import RefreshToken, Session, User
 from authserver.models.base import new_id
@@ -173,7 +174,10 @@ def rotate(refresh_token: str) -> Rotated:
             select(RefreshToken.rotated_at).where(RefreshToken.id == row.id))
         grace = timedelta(seconds=settings().refresh_reuse_grace)
         if rotated_at is None or now - rotated_at > grace:
-            revoke(session.id, reason="refresh_reuse")
+            emit(Event(EventType.REFRESH_REUSE_DETECTED, user_id=user.id,
+                       method=Method.REFRESH, outcome=Outcome.REUSE_DETECTED,
+                       detail={"session_id": session.id}))
+            revoke(session.id, reason="refresh_reuse", user_id=user.id)
             log.warning("refresh token reuse: session %s revoked", session.id)
             raise invalid_token("The refresh token was already used; the session is revoked.")
         # A concurrent client inside the grace window gets the same successor the winner
@@ -192,13 +196,24 @@ def rotate(refresh_token: str) -> Rotated:
 # Revocations commit at once: a later failure of the request must not undo them (a replayed
 # refresh token answers 401 and its session must stay revoked), and every worker must see
 # them on its next check.
-def revoke(session_id: str, *, reason: str = "logout") -> None:
-    """End one session: its access and refresh tokens stop working at once."""
-    db.session.execute(
+def _revoked(user_id: str | None, scope: str, reason: str, **detail: Any) -> None:
+    """Tell the sinks (events.py) of a revocation, before the commit that keeps both."""
+    emit(Event(EventType.SESSION_REVOKED, user_id=user_id,
+               detail={"scope": scope, "reason": reason, **detail}))
+
+
+def revoke(session_id: str, *, reason: str = "logout", user_id: str | None = None) -> None:
+    """End one session: its access and refresh tokens stop working at once (`user_id`: its
+    owner, named in the event; looked up when not given)."""
+    ended = _rowcount(db.session.execute(
         update(Session)
         .where(Session.id == session_id, Session.revoked_at.is_(None))
         .values(revoked_at=clock.now(), revoked_reason=reason)
-    )
+    )) == 1
+    if ended:
+        if user_id is None:
+            user_id = db.session.scalar(select(Session.user_id).where(Session.id == session_id))
+        _revoked(user_id, "local", reason, session_id=session_id)
     db.session.commit()  # at once, whatever the caller does next (see above)
     log.info("session revoked sid=%s reason=%s", session_id, reason)
 
@@ -214,6 +229,8 @@ def revoke_all(user_id: str, *, reason: str, at_once: bool = True) -> int:
         .where(Session.user_id == user_id, Session.revoked_at.is_(None))
         .values(revoked_at=clock.now(), revoked_reason=reason)
     ))
+    if count:
+        _revoked(user_id, "global", reason, count=count)
     if at_once:
         db.session.commit()  # whatever the caller does next (see above)
     log.info("all sessions revoked user=%s count=%s reason=%s", user_id, count, reason)
@@ -227,6 +244,8 @@ def revoke_others(user_id: str, keep: str, *, reason: str, at_once: bool = True)
         .where(Session.user_id == user_id, Session.id != keep, Session.revoked_at.is_(None))
         .values(revoked_at=clock.now(), revoked_reason=reason)
     ))
+    if count:
+        _revoked(user_id, "others", reason, count=count)
     if at_once:
         db.session.commit()  # whatever the caller does next (see above)
     log.info("other sessions revoked user=%s kept=%s count=%s reason=%s", user_id, keep,
@@ -244,6 +263,8 @@ def revoke_own(user_id: str, session_id: str, *, reason: str = "logout") -> bool
                Session.revoked_at.is_(None), Session.expires_at > clock.now())
         .values(revoked_at=clock.now(), revoked_reason=reason)
     )) == 1
+    if ended:
+        _revoked(user_id, "local", reason, session_id=session_id)
     db.session.commit()  # at once (see above)
     if ended:
         log.info("session revoked sid=%s reason=%s", session_id, reason)

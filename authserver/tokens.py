@@ -27,6 +27,7 @@ from authserver.auth import (
     verify,
 )
 from authserver.errors import Problem
+from authserver.events import Event, EventType, Method, Outcome, emit
 from authserver.models import Session, User
 
 __all__ = [
@@ -80,8 +81,21 @@ def _issued(user: User, session: Session, refresh_token: str) -> IssuedTokens:
                         amr=tuple(amr))
 
 
+#: The sign-in method an amr stands for, when the caller names none: a second factor wins.
+_AMR_METHODS = {mfa.TOTP_AMR: Method.TOTP, mfa.RECOVERY_AMR: Method.RECOVERY_CODE,
+                "pwd": Method.PASSWORD, "sms": Method.SMS, "email": Method.EMAIL_LINK}
+
+
+def method_of(amr: list[str]) -> Method | None:
+    """How a sign-in with this amr was proved: its second factor, else its first."""
+    for value in (mfa.TOTP_AMR, mfa.RECOVERY_AMR, *amr):
+        if value in amr and value in _AMR_METHODS:
+            return _AMR_METHODS[value]
+    return None
+
+
 def issue(user: User, amr: list[str], *, client: str = "api",
-          auth_time: datetime | None = None) -> IssuedTokens:
+          auth_time: datetime | None = None, method: Method | None = None) -> IssuedTokens:
     """Open a session for a user who just proved who they are; return its tokens.
 
     `auth_time` is when they proved it, when that was not just now (a signed-in browser
@@ -91,16 +105,28 @@ def issue(user: User, amr: list[str], *, client: str = "api",
     `401 mfa_required` with an mfa_token (mfa.require_second_factor, which commits the first
     factor's use with the token); `POST /mfa/verify` then comes back here with the second
     factor in `amr`.
+
+    Every sign-in is told here (events.py): SIGNIN_SUCCEEDED with `method` (by default the
+    one `amr` stands for) and MFA_REQUIRED at a step-up; a refusal is the flow's to tell
+    (flows/attempts.py).
     """
+    method = method or method_of(amr)
+    detail: dict[str, Any] = {"client": client, "amr": list(amr)}
     if user.disabled:
         raise Problem(403, "account_disabled", "This account has been disabled.")
     if mfa.needs_second_factor(user, amr):
+        # Before the step-up, whose commit then keeps it with the first factor's use.
+        emit(Event(EventType.MFA_REQUIRED, user_id=user.id, method=method, detail=detail))
         mfa.require_second_factor(user, amr, client)
     session, refresh_token = sessions.open_session(user, amr, client, auth_time=auth_time)
+    emit(Event(EventType.SIGNIN_SUCCEEDED, user_id=user.id, method=method,
+               outcome=Outcome.SUCCESS, detail={**detail, "session_id": session.id}))
     return _issued(user, session, refresh_token)
 
 
 def refresh(refresh_token: str) -> IssuedTokens:
     """Rotate a refresh token (see sessions.rotate): new access and refresh tokens come back."""
     rotated = sessions.rotate(refresh_token)
+    emit(Event(EventType.REFRESHED, user_id=rotated.user.id, method=Method.REFRESH,
+               outcome=Outcome.SUCCESS, detail={"session_id": rotated.session.id}))
     return _issued(rotated.user, rotated.session, rotated.refresh_token)

@@ -38,7 +38,7 @@ def list_users(query: UserSearch) -> UserList:
           errors={403: ADMIN_REFUSALS, 404: [E.NOT_FOUND], 422: [E.INVALID_REQUEST]})
 def add_role(user_id: str, body: RoleGrant) -> User:
     user = accounts.get(user_id)
-    return user_object(accounts.add_role(user, body.role))
+    return user_object(accounts.add_role(user, body.role, actor_id=tokens.current_user().id))
 
 
 @bp.delete("/admin/users/<user_id>/roles/<role>")
@@ -48,7 +48,7 @@ def add_role(user_id: str, body: RoleGrant) -> User:
           description=ADMIN_ONLY, errors={403: ADMIN_REFUSALS, 404: [E.NOT_FOUND]})
 def remove_role(user_id: str, role: str) -> User:
     user = accounts.get(user_id)
-    return user_object(accounts.remove_role(user, role))
+    return user_object(accounts.remove_role(user, role, actor_id=tokens.current_user().id))
 
 
 @bp.post("/admin/users/<user_id>/disable")
@@ -59,7 +59,7 @@ def remove_role(user_id: str, role: str) -> User:
           errors={403: ADMIN_REFUSALS, 404: [E.NOT_FOUND]})
 def disable(user_id: str) -> User:
     user = accounts.get(user_id)
-    return user_object(accounts.disable(user))
+    return user_object(accounts.disable(user, actor_id=tokens.current_user().id))
 
 
 @bp.post("/admin/users/<user_id>/mfa/reset")
@@ -72,5 +72,5 @@ def disable(user_id: str) -> User:
           errors={403: ADMIN_REFUSALS, 404: [E.NOT_FOUND]})
 def reset_mfa(user_id: str) -> User:
     user = accounts.get(user_id)
-    mfa_flow.reset(user.id)
+    mfa_flow.reset(user.id, actor_id=tokens.current_user().id)
     return user_object(user)

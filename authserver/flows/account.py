@@ -17,6 +17,7 @@ from sqlalchemy import delete, select, update
 from authserver import codes, cooldowns, lockout, passwords, ratelimits, sessions
 from authserver.config import settings
 from authserver.errors import ErrorCode, Problem, invalid_token
+from authserver.events import Event, EventType, emit
 from authserver.extensions import client_ip, db
 from authserver.models import OneTimeCode, User
 from authserver.services import services
@@ -93,6 +94,8 @@ def change_password(user_id: str, session_id: str, current_password: str | None,
         raise _wrong_current()
     revoked = sessions.revoke_others(user.id, session_id, reason="password_changed",
                                      at_once=False)
+    emit(Event(EventType.PASSWORD_CHANGED, user_id=user.id,
+               detail={"how": "change" if had_password else "first"}))
     db.session.commit()  # the change stands before the notice goes out
     db.session.expire(user)
     log.info("password %s user=%s revoked=%d", "changed" if had_password else "set", user.id,
@@ -127,6 +130,8 @@ def delete_account(user_id: str) -> None:
     if user is None:
         raise _gone()
     email, phone = user.email, user.phone
+    # Before the row goes, so a sink can still read the user (the trail keeps its id).
+    emit(Event(EventType.USER_DELETED, user_id=user.id))
     sessions.revoke_all(user.id, reason="account_deleted", at_once=False)
     subjects = [value for value in (email, phone) if value]
     if subjects:

@@ -27,6 +27,7 @@ from sqlalchemy.exc import DBAPIError, IntegrityError
 from authserver import accounts, clock, codes, ratelimits, tokens
 from authserver.config import settings
 from authserver.errors import Problem, db_error_summary, is_deadlock
+from authserver.events import Event, EventType, emit
 from authserver.extensions import client_ip, db
 from authserver.identifiers import normalize_email
 from authserver.models import OneTimeCode, User
@@ -192,6 +193,7 @@ def confirm_link(token: str, *, binding: str | None = None, client: str = "api")
     if not usable or not codes.consume(purpose, challenge.id):
         log.info("%s link refused", purpose.name)
         raise _invalid_link()
+    emit(Event(EventType.LINK_USED, user_id=challenge.user_id, detail={"purpose": purpose.name}))
     return _finish(purpose, challenge, client)
 
 
@@ -237,12 +239,15 @@ def _finish(purpose: codes.Purpose, challenge: codes.Challenge, client: str) -> 
         return _changed(user, challenge)
     if user.email != challenge.subject:  # the address changed since the mail was sent
         raise _invalid_link()
-    db.session.execute(
+    verified = db.session.execute(
         update(User).where(User.id == user.id, User.email == challenge.subject,
                            User.email_verified_at.is_(None))
-        .values(email_verified_at=clock.now()).execution_options(synchronize_session=False))
+        .values(email_verified_at=clock.now()).execution_options(synchronize_session=False)
+    ).rowcount == 1  # type: ignore[attr-defined]
     db.session.expire(user)
     codes.supersede(VERIFY, challenge.subject, keep=challenge.id)
+    if verified:
+        emit(Event(EventType.EMAIL_VERIFIED, user_id=user.id))
     issued = tokens.issue(user, AMR, client=client) \
         if settings().email_verification_required else None
     log.info("e-mail verified link=%s user=%s", challenge.id, user.id)
@@ -274,6 +279,8 @@ def _changed(user: User, challenge: codes.Challenge) -> Confirmed:
         log.info("e-mail change lost a race: %s user=%s", db_error_summary(exc), user.id)
         raise _taken() from None
     _kill_other_changes(user.id, keep=challenge.id)
+    # Names no address: the trail is read by administrators, the mail tells the old one.
+    emit(Event(EventType.EMAIL_CHANGED, user_id=user.id))
     db.session.commit()
     db.session.refresh(user)
     log.info("e-mail changed link=%s user=%s", challenge.id, user.id)

@@ -28,7 +28,9 @@ from sqlalchemy import select, update
 from authserver import clock, codes, tokens
 from authserver.config import settings
 from authserver.errors import Problem
+from authserver.events import Method
 from authserver.extensions import db
+from authserver.flows import attempts
 from authserver.models import HandoffCode, User
 from authserver.tokens import IssuedTokens
 
@@ -140,6 +142,14 @@ def _invalid_grant() -> Problem:
 
 
 def exchange(code: str, code_verifier: str | None = None) -> IssuedTokens:
+    """Trade a hand-off code for the token response (see _exchange); a refusal is told as
+    SIGNIN_FAILED with method handoff (flows/attempts.py)."""
+    with attempts.signin(Method.HANDOFF) as attempt:
+        return _exchange(attempt, code, code_verifier)
+
+
+def _exchange(attempt: attempts.Attempt, code: str,
+              code_verifier: str | None = None) -> IssuedTokens:
     """Trade a hand-off code for the token response; the code dies whatever the outcome.
 
     PKCE must match the code: its challenge needs the right verifier, and a code minted
@@ -148,6 +158,7 @@ def exchange(code: str, code_verifier: str | None = None) -> IssuedTokens:
     now = clock.now()
     if row is None:
         raise _invalid_grant()
+    attempt.user_id = row.user_id
     # Burn it first: one conditional UPDATE decides the single winner of concurrent exchanges,
     # and a wrong verifier burns it too so a stolen code can't be brute-forced.
     won = db.session.execute(
@@ -169,7 +180,7 @@ def exchange(code: str, code_verifier: str | None = None) -> IssuedTokens:
         db.session.get(User, row.user_id)
     if user is None:
         raise _invalid_grant()
-    return tokens.issue(user, row.amr.split(), auth_time=row.auth_time)
+    return tokens.issue(user, row.amr.split(), auth_time=row.auth_time, method=Method.HANDOFF)
 
 
 def _link_owner(challenge_id: str) -> User | None:

@@ -18,8 +18,9 @@ from flask import render_template
 from authserver import accounts, codes, ratelimits, tokens
 from authserver.config import settings
 from authserver.errors import Problem
+from authserver.events import Event, EventType, Method, emit
 from authserver.extensions import client_ip
-from authserver.flows import handoff
+from authserver.flows import attempts, handoff
 from authserver.identifiers import normalize_email
 from authserver.redirects import check_redirect
 from authserver.services import services
@@ -87,14 +88,23 @@ def peek_link(token: str, binding: str | None = None
     return (challenge, codes.link_use(challenge, binding)) if challenge else None
 
 
+def _link_used(proof: codes.Proof) -> codes.Proof:
+    emit(Event(EventType.LINK_USED, user_id=proof.owner.user.id,
+               detail={"purpose": PURPOSE.name}))
+    return proof
+
+
 def consume_link(token: str, binding: str | None = None) -> codes.Proof:
     """Use a link's token once, in the browser that asked for it (401 invalid_link else)."""
-    challenge = codes.open_link(PURPOSE, token)
-    if (challenge is None or codes.link_use(challenge, binding) is not codes.LinkUse.HERE
-            or not codes.consume(PURPOSE, challenge.id)):
-        log.info("magic link refused")
-        raise _invalid_link()
-    return _finish(challenge)
+    with attempts.signin(Method.EMAIL_LINK) as attempt:
+        challenge = codes.open_link(PURPOSE, token)
+        if (challenge is None or codes.link_use(challenge, binding) is not codes.LinkUse.HERE
+                or not codes.consume(PURPOSE, challenge.id)):
+            log.info("magic link refused")
+            raise _invalid_link()
+        proof = _link_used(_finish(challenge))
+        attempt.user_id = proof.owner.user.id
+        return proof
 
 
 def hand_off(token: str) -> str:
@@ -111,6 +121,25 @@ def hand_off(token: str) -> str:
 def consume_code(email: str, code: str, *, token: str | None = None) -> codes.Proof:
     """Use the 6-digit code of a mail to `email` (or of the mail `token` came in) once: 401
     invalid_link when wrong, expired or used; 429 once wrong tries used it up."""
+    with attempts.signin(Method.EMAIL_CODE) as attempt:
+        try:
+            return _consume_code(email, code, token)
+        except Problem as problem:
+            if problem.code in attempts.FAILURES:
+                attempt.user_id = _account_of(email, token)
+            raise
+
+
+def _account_of(email: str, token: str | None) -> str | None:
+    challenge = codes.open_link(PURPOSE, token) if token is not None else None
+    try:
+        found = accounts.by_email(challenge.subject if challenge else normalize_email(email))
+    except Problem:
+        return None
+    return found.id if found is not None else None
+
+
+def _consume_code(email: str, code: str, token: str | None) -> codes.Proof:
     challenge = codes.open_link(PURPOSE, token) if token is not None else None
     try:
         email = challenge.subject if challenge else normalize_email(email)
@@ -131,15 +160,18 @@ def verify_link(token: str, code_verifier: str | None = None,
                 client: str = "api") -> tokens.IssuedTokens:
     """Sign in with a link's token through the API: an app's link needs its PKCE verifier;
     a link asked for in a browser is used only there."""
-    challenge = codes.open_link(PURPOSE, token)
-    if challenge is None or (settings().magic_link_binding and (
-            challenge.binding_hash or not handoff.verifier_matches(
-                challenge.code_challenge, code_verifier))) \
-            or not codes.consume(PURPOSE, challenge.id):
-        raise _invalid_link()
-    return tokens.issue(_finish(challenge).owner.user, AMR, client=client)
+    with attempts.signin(Method.EMAIL_LINK):
+        challenge = codes.open_link(PURPOSE, token)
+        if challenge is None or (settings().magic_link_binding and (
+                challenge.binding_hash or not handoff.verifier_matches(
+                    challenge.code_challenge, code_verifier))) \
+                or not codes.consume(PURPOSE, challenge.id):
+            raise _invalid_link()
+        return tokens.issue(_link_used(_finish(challenge)).owner.user, AMR, client=client,
+                            method=Method.EMAIL_LINK)
 
 
 def verify_code(email: str, code: str, client: str = "api") -> tokens.IssuedTokens:
     """Sign in with the e-mailed 6-digit code (amr: email)."""
-    return tokens.issue(consume_code(email, code).owner.user, AMR, client=client)
+    return tokens.issue(consume_code(email, code).owner.user, AMR, client=client,
+                        method=Method.EMAIL_CODE)

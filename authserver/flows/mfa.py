@@ -18,7 +18,9 @@ from typing import Any
 
 from authserver import codes, mfa, ratelimits, tokens
 from authserver.errors import ErrorCode, Problem
+from authserver.events import Event, EventType, Method, emit
 from authserver.extensions import db
+from authserver.flows import attempts
 from authserver.models import User
 from authserver.tokens import IssuedTokens
 
@@ -64,6 +66,7 @@ def confirm(user: User, code: Any) -> list[str]:
         ratelimits.count(*guesses)
         raise _invalid_otp()
     log.info("totp confirmed user=%s", user.id)
+    emit(Event(EventType.MFA_ENROLLED, user_id=user.id, method=Method.TOTP))
     return mfa.new_recovery_codes(user.id)
 
 
@@ -95,6 +98,7 @@ def disable(user: User, code: Any, recovery_code: Any = None) -> None:
         raise _not_enrolled()
     _check_proof(user, code, recovery_code)
     mfa.remove(user.id)
+    emit(Event(EventType.MFA_DISABLED, user_id=user.id))
 
 
 def regenerate(user: User, code: Any, recovery_code: Any = None) -> list[str]:
@@ -104,6 +108,7 @@ def regenerate(user: User, code: Any, recovery_code: Any = None) -> list[str]:
         raise _not_enrolled()
     _check_proof(user, code, recovery_code)
     log.info("recovery codes regenerated user=%s", user.id)
+    emit(Event(EventType.RECOVERY_CODES_REGENERATED, user_id=user.id))
     return mfa.new_recovery_codes(user.id)
 
 
@@ -115,6 +120,13 @@ def verify(mfa_token: Any, code: Any = None, recovery_code: Any = None, *,
     replayed code, used recovery code), 429 otp_attempts_exceeded (the wrong try that used
     the token's last attempt, and every try after it), 429 rate_limited (per account).
     """
+    with attempts.signin(Method.RECOVERY_CODE if recovery_code is not None
+                         else Method.TOTP) as attempt:
+        return _verify(attempt, mfa_token, code, recovery_code, client)
+
+
+def _verify(attempt: attempts.Attempt, mfa_token: Any, code: Any, recovery_code: Any,
+            client: str) -> IssuedTokens:
     if code is None and recovery_code is None:
         raise Problem(400, ErrorCode.INVALID_REQUEST, "Send `code` (from the authenticator "
                       "app) or `recovery_code`.", errors=[
@@ -122,6 +134,7 @@ def verify(mfa_token: Any, code: Any = None, recovery_code: Any = None, *,
     challenge = mfa.open_token(mfa_token)
     if challenge is None:
         raise _invalid_mfa_token()
+    attempt.user_id = challenge.user_id
     max_attempts = mfa.PURPOSE.setting("max_attempts")
     if challenge.attempts >= max_attempts:
         raise _attempts_exceeded()
@@ -152,8 +165,10 @@ def verify(mfa_token: Any, code: Any = None, recovery_code: Any = None, *,
     return tokens.issue(user, [*first, method], client=client)
 
 
-def reset(user_id: str) -> bool:
+def reset(user_id: str, *, actor_id: str | None = None) -> bool:
     """An administrator removes a user's second factor (they can set up a new one)."""
     removed = mfa.remove(user_id)
+    if removed:
+        emit(Event(EventType.MFA_RESET, user_id=user_id, actor_id=actor_id))
     log.warning("second factor reset by an administrator user=%s removed=%s", user_id, removed)
     return removed

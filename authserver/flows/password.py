@@ -7,8 +7,9 @@ import logging
 from authserver import accounts, codes, devices, lockout, passwords, ratelimits, tokens
 from authserver.config import settings
 from authserver.errors import Problem
+from authserver.events import Method
 from authserver.extensions import client_ip, db
-from authserver.flows import email_verification
+from authserver.flows import attempts, email_verification
 from authserver.identifiers import normalize_email
 from authserver.tokens import IssuedTokens
 
@@ -53,7 +54,8 @@ def sign_up(email: str, password: str, name: str | None = None, *, client: str =
     user = None
     try:
         if not existing:
-            user = accounts.create(email=email, name=name, password_hash=password_hash)
+            user = accounts.create(email=email, name=name, password_hash=password_hash,
+                                   method=Method.PASSWORD)
     except Problem:
         if not quiet:
             raise
@@ -77,7 +79,16 @@ def sign_in(email: str, password: str, *, client: str = "api") -> IssuedTokens:
     token (devices.py), else per account ("untrusted"), so strangers' failures can't lock
     the owner's devices out; and at most SIGNIN_MAX_CONSECUTIVE_FAILURES wrong passwords in
     a row for the address (lockout.py: 403 password_signin_locked until a sign-in by e-mail).
+
+    A refusal is told as SIGNIN_FAILED (flows/attempts.py), naming the account only when
+    there is one.
     """
+    with attempts.signin(Method.PASSWORD) as attempt:
+        return _sign_in(attempt, email, password, client)
+
+
+def _sign_in(attempt: attempts.Attempt, email: str, password: str,
+             client: str) -> IssuedTokens:
     ratelimits.hit(ratelimits.SIGNIN_IP, client_ip())
     try:
         email = normalize_email(email)
@@ -87,7 +98,7 @@ def sign_in(email: str, password: str, *, client: str = "api") -> IssuedTokens:
         raise _invalid_credentials() from None
 
     user = accounts.by_email(email)
-    user_id = user.id if user else None
+    user_id = attempt.user_id = user.id if user else None
     device = devices.device_of(devices.presented(), user_id)
     if device is not None:
         ratelimits.hit(ratelimits.SIGNIN_DEVICE, device)

@@ -27,7 +27,9 @@ from sqlalchemy import update
 from authserver import accounts, codes, passwords, ratelimits, sessions, tokens
 from authserver.config import settings
 from authserver.errors import ErrorCode, Problem
+from authserver.events import Event, EventType, Method, emit
 from authserver.extensions import client_ip, db
+from authserver.flows import attempts
 from authserver.identifiers import normalize_email
 from authserver.models import User
 from authserver.redirects import check_redirect
@@ -101,6 +103,13 @@ def reset_with_link(token: str, password: str, *, binding: str | None = None,
     """Set a new password with a link's token. Through the API (`binding` None) when
     MAGIC_LINK_BINDING is off or the link was asked for through the API; on the web, in the
     browser that asked for it. 401 invalid_link otherwise."""
+    with attempts.signin(Method.PASSWORD_RESET) as attempt:
+        return _reset_with_link(attempt, token, password, binding, client)
+
+
+def _reset_with_link(attempt: attempts.Attempt, token: str, password: str,
+                     binding: str | None, client: str
+                     ) -> tuple[tokens.IssuedTokens, codes.Challenge]:
     challenge = codes.open_link(PURPOSE, token)
     if challenge is None:
         raise _invalid_link()
@@ -109,9 +118,11 @@ def reset_with_link(token: str, password: str, *, binding: str | None = None,
     if not usable:
         log.info("reset link refused (another browser)")
         raise _invalid_link()
+    attempt.user_id = challenge.user_id
     _check_policy(password, challenge.subject)
     if not codes.consume(PURPOSE, challenge.id):
         raise _invalid_link()
+    emit(Event(EventType.LINK_USED, user_id=challenge.user_id, detail={"purpose": PURPOSE.name}))
     return _finish(challenge, password, client), challenge
 
 
@@ -119,12 +130,20 @@ def reset_with_code(email: str, code: str, password: str, *, token: str | None =
                     client: str = "api") -> tuple[tokens.IssuedTokens, codes.Challenge]:
     """Set a new password with the mail's 6-digit code (of the mail `token` came in, when
     given): 401 invalid_link when wrong, expired or used; 429 once wrong tries used it up."""
+    with attempts.signin(Method.PASSWORD_RESET) as attempt:
+        return _reset_with_code(attempt, email, code, password, token, client)
+
+
+def _reset_with_code(attempt: attempts.Attempt, email: str, code: str, password: str,
+                     token: str | None, client: str
+                     ) -> tuple[tokens.IssuedTokens, codes.Challenge]:
     challenge = codes.open_link(PURPOSE, token) if token is not None else None
     if token is not None and challenge is None:
         raise _invalid_link()
     subject = challenge.subject if challenge else _subject_of(email)
     _check_policy(password, subject)
     verdict = codes.verify(PURPOSE, subject, code, only=challenge.id if challenge else None)
+    attempt.user_id = verdict.challenge.user_id if verdict.challenge else None
     if verdict.outcome is codes.Outcome.MATCHED and verdict.challenge is not None:
         return _finish(verdict.challenge, password, client), verdict.challenge
     if verdict.outcome is codes.Outcome.EXHAUSTED:
@@ -152,8 +171,9 @@ def _finish(challenge: codes.Challenge, password: str, client: str) -> tokens.Is
                        .execution_options(synchronize_session=False))
     db.session.expire(user)
     codes.supersede(PURPOSE, challenge.subject, keep=challenge.id)
+    emit(Event(EventType.PASSWORD_CHANGED, user_id=user.id, detail={"how": "reset"}))
     try:
-        issued = tokens.issue(user, AMR, client=client)
+        issued = tokens.issue(user, AMR, client=client, method=Method.PASSWORD_RESET)
     except Problem as problem:
         if problem.code != ErrorCode.MFA_REQUIRED:
             raise

@@ -26,6 +26,7 @@ from sqlalchemy.exc import DBAPIError, IntegrityError
 from authserver import accounts, clock, codes, phones, ratelimits
 from authserver.config import settings
 from authserver.errors import ErrorCode, Problem, db_error_summary, invalid_token, is_deadlock
+from authserver.events import Event, EventType, emit
 from authserver.extensions import client_ip, db
 from authserver.flows import sms_otp
 from authserver.models import User
@@ -144,6 +145,8 @@ def verify_code(user: User, phone: str, code: str) -> User:
     if changed != 1:
         raise invalid_token("The user of this access token no longer exists.")
     codes.supersede(PURPOSE, e164)
+    emit(Event(EventType.PHONE_CHANGED, user_id=user.id,
+               detail={"first": user.phone is None}))
     db.session.expire(user)
     log.info("phone set user=%s phone=%s", user.id, phones.mask(e164))
     return user

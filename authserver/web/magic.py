@@ -14,6 +14,7 @@ from werkzeug.wrappers import Response
 
 from authserver import codes, ratelimits, tokens
 from authserver.errors import Problem
+from authserver.events import Method
 from authserver.flows import magic_link
 from authserver.transactions import committed
 from authserver.web import bp
@@ -55,12 +56,12 @@ def _code_page(form: LinkCodeForm, problem: Problem | None = None) -> Response:
     return _page(html, status, headers)
 
 
-def _signed_in(proof: codes.Proof) -> Response:
+def _signed_in(proof: codes.Proof, method: Method) -> Response:
     challenge = proof.challenge
     # Kept for after the second factor, should the sign-in stop for one (web/mfa.py).
     web_mfa.remember_destination(challenge.redirect_to, challenge.code_challenge,
                                  challenge.state)
-    issued = tokens.issue(proof.owner.user, magic_link.AMR, client="web")
+    issued = tokens.issue(proof.owner.user, magic_link.AMR, client="web", method=method)
     response = web_session.after_sign_in(issued, redirect_to=challenge.redirect_to,
                                          code_challenge=challenge.code_challenge,
                                          state=challenge.state)
@@ -95,7 +96,8 @@ def magic_sign_in() -> Response:
         if not form.validate_on_submit():
             return _code_page(form, form_problem(form))
         try:
-            return _signed_in(magic_link.consume_code("", required(form.code), token=token))
+            return _signed_in(magic_link.consume_code("", required(form.code), token=token),
+                              Method.EMAIL_CODE)
         except Problem as problem:
             if problem.code not in {"invalid_link", "otp_attempts_exceeded", "rate_limited"}:
                 raise
@@ -116,7 +118,7 @@ def magic_sign_in() -> Response:
         if problem.code != "invalid_link":
             raise
         return _invalid()
-    return _signed_in(proof)
+    return _signed_in(proof, Method.EMAIL_LINK)
 
 
 def _inbox_page(form: EmailCodeForm, problem: Problem | None = None,
@@ -155,7 +157,8 @@ def email_code() -> Response | Page:
         form.code.errors = ["Enter the 6 digits from the e-mail."]
         return _inbox_page(form, status_code=400)
     try:
-        return _signed_in(magic_link.consume_code(email, required(form.code)))
+        return _signed_in(magic_link.consume_code(email, required(form.code)),
+                          Method.EMAIL_CODE)
     except Problem as problem:
         if problem.code == "rate_limited":
             return _inbox_page(form, problem)
