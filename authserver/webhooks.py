@@ -8,8 +8,8 @@ webhooks run`, `flask webhooks deliver --once`).
 
 Body: `{"type", "timestamp", "data"}`. The internal events map to five webhook types:
 
-- `user.created` ← USER_CREATED (a sign-up, a first SMS or e-mail sign-in, an admin or CLI
-  creation);
+- `user.created` ← USER_CREATED (a sign-up, a first SMS or e-mail sign-in, `flask users
+  create`; a seed import emits USERS_IMPORTED, not sent);
 - `user.signed_in` ← SIGNIN_SUCCEEDED (tokens issued, whatever the method);
 - `user.updated` ← any change of what `/api/v1/me` shows or of the account's credentials:
   USER_UPDATED, EMAIL_CHANGED, EMAIL_VERIFIED, PHONE_CHANGED, PASSWORD_CHANGED, ROLE_ADDED,
