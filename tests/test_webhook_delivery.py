@@ -270,6 +270,29 @@ def test_a_worker_killed_mid_batch_loses_nothing(app, receiver, clock):
     assert sorted(receiver.ids()) == sorted([*ids, ids[0]])
 
 
+def test_three_worker_processes_share_the_outbox_sending_each_event_once(app, receiver):
+    ids = _emit(24)
+    receiver.delay = 0.05
+    workers = [_worker(app, "--batch-size", "2") for _ in range(3)]
+    try:
+        deadline = time.monotonic() + 90
+        while len(receiver.ids()) < len(ids) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        time.sleep(1)  # a repeat, if there were one, would arrive now
+        for worker in workers:
+            worker.send_signal(signal.SIGTERM)
+        outputs = [worker.communicate(timeout=30)[0] for worker in workers]
+    finally:
+        for worker in workers:
+            if worker.poll() is None:
+                worker.kill()
+    assert [worker.returncode for worker in workers] == [0, 0, 0], outputs
+    assert sorted(receiver.ids()) == sorted(ids)  # every event, each once
+    assert all(row.delivered_at is not None and row.attempts == 1 for row in _rows())
+    senders = [output.count(" delivered") for output in outputs]
+    assert sum(senders) == len(ids)
+
+
 def test_run_delivers_until_sigterm_then_exits_cleanly(app, receiver):
     ids = _emit(3)
     worker = _worker(app)
