@@ -42,7 +42,7 @@ from authserver.config import settings
 from authserver.events import Event, EventType
 from authserver.extensions import db
 from authserver.models import User, WebhookOutbox
-from authserver.schemas.responses import Me, user_object
+from authserver.schemas.responses import me_object
 
 USER_CREATED = "user.created"
 USER_SIGNED_IN = "user.signed_in"
@@ -109,8 +109,7 @@ def user_data(user_id: str) -> dict[str, Any]:
     user = db.session.get(User, user_id)
     if user is None:
         return {"id": user_id}
-    me = Me.model_validate({**user_object(user).model_dump(), "mfa": mfa.status(user.id)})
-    return me.model_dump(mode="json")
+    return me_object(user, mfa.status(user.id)).model_dump(mode="json")
 
 
 def _iso(moment: Any) -> str:
