@@ -352,3 +352,39 @@ def test_signature_matches_the_standard_webhooks_example():
     assert webhook_delivery.sign(key, "msg_p5jXN8AQM9LWM0D4loKWxJek", 1614265330, body) \
         == "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE="
     assert webhook_delivery.signing_key("r" * 32) == b"r" * 32
+
+
+def test_the_worker_outlives_a_database_outage(tmp_path, receiver, caplog):
+    """No table yet (the database unusable): each round is logged by class and retried; once
+    the database is back, the waiting events go out."""
+    broken = create_app({**base_config(tmp_path, "sqlite:///" + str(tmp_path / "late.db")),
+                         "WEBHOOK_URL": receiver.url, "WEBHOOK_SECRET": SECRET})
+    stop = threading.Event()
+
+    def work() -> None:
+        with broken.app_context():
+            webhook_delivery.run(stop, interval=0.05)
+
+    thread = threading.Thread(target=work)
+    thread.start()
+    try:
+        deadline = time.monotonic() + 10
+        while "webhook delivery failed: OperationalError" not in caplog.text \
+                and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert "webhook delivery failed: OperationalError" in caplog.text
+        assert thread.is_alive()
+        with broken.app_context():
+            db.create_all()
+            ids = _emit(2)
+            db.session.remove()
+        while len(receiver.ids()) < 2 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert sorted(receiver.ids()) == sorted(ids)
+    finally:
+        stop.set()
+        thread.join(10)
+    assert not thread.is_alive()
+    assert "webhook worker stopped" in caplog.text
+    with broken.app_context():
+        db.engine.dispose()
