@@ -67,6 +67,8 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     cli.init_app(app)
     metrics.init_app(app)
     logs.init_app(app)
+    from authserver import webhooks  # the webhook outbox's sink, when WEBHOOK_URL is set
+    webhooks.init_app(app)
     return app
 
 

@@ -1,11 +1,13 @@
-"""Command line: `flask --app authserver users …` and `flask --app authserver keys …`.
+"""Command line: `flask --app authserver users …`, `keys …`, `prune`, `webhooks …`.
 
 Each command that writes is one unit of work, committed when it ends (`@committed`).
 """
 
 from __future__ import annotations
 
+import signal
 import sys
+import threading
 from collections import defaultdict
 
 import click
@@ -13,7 +15,7 @@ from flask import Flask
 from flask.cli import AppGroup
 from sqlalchemy import select
 
-from authserver import accounts, housekeeping, passwords
+from authserver import accounts, housekeeping, passwords, webhook_delivery
 from authserver.config import settings
 from authserver.errors import Problem
 from authserver.events import Event, EventType, emit
@@ -27,6 +29,7 @@ from authserver.transactions import committed
 
 users_cli = AppGroup("users", help="Manage users.")
 keys_cli = AppGroup("keys", help="Manage the keys that sign access tokens.")
+webhooks_cli = AppGroup("webhooks", help="Send the webhook outbox to WEBHOOK_URL.")
 
 
 @users_cli.command("create")
@@ -246,13 +249,52 @@ def reencrypt_keys() -> None:
               type=click.IntRange(min=1), help="Rows per DELETE (each batch commits).")
 @committed
 def prune_command(keep_days: int, batch_size: int) -> None:
-    """Delete expired codes, links, hand-off codes, cooldowns and ended sessions, and
-    refresh tokens rotated longer ago than REFRESH_TOKEN_HISTORY."""
+    """Delete expired codes, links, hand-off codes, cooldowns and ended sessions, webhook
+    events delivered or given up, and refresh tokens rotated longer ago than
+    REFRESH_TOKEN_HISTORY."""
     counts = housekeeping.prune(keep_days, batch_size)
     click.echo(", ".join(f"{table}: {count}" for table, count in counts.items()))
+
+
+def _webhooks_configured() -> None:
+    if not settings().webhook_url:
+        raise click.ClickException("WEBHOOK_URL is not set")
+
+
+@webhooks_cli.command("run")
+@click.option("--interval", default=1.0, show_default=True, type=click.FloatRange(min=0.05),
+              help="Seconds between looks for due events.")
+@click.option("--batch-size", default=webhook_delivery.BATCH_SIZE, show_default=True,
+              type=click.IntRange(min=1, max=1000), help="Events claimed at a time.")
+def webhooks_run(interval: float, batch_size: int) -> None:
+    """Deliver webhook events until SIGTERM or SIGINT (then finish the event being sent,
+    hand back the rest of the batch and exit 0). Several may run at once."""
+    _webhooks_configured()
+    stop = threading.Event()
+
+    def request_stop(_signum: int, _frame: object) -> None:
+        stop.set()
+
+    signal.signal(signal.SIGTERM, request_stop)
+    signal.signal(signal.SIGINT, request_stop)
+    webhook_delivery.run(stop, interval=interval, batch_size=batch_size)
+
+
+@webhooks_cli.command("deliver")
+@click.option("--once", is_flag=True, required=True,
+              help="Send every event due now, then exit (for cron).")
+@click.option("--batch-size", default=webhook_delivery.BATCH_SIZE, show_default=True,
+              type=click.IntRange(min=1, max=1000), help="Events claimed at a time.")
+def webhooks_deliver(once: bool, batch_size: int) -> None:
+    """Send the events due now and exit: `delivered: N, retrying: N, given up: N`."""
+    _webhooks_configured()
+    report = webhook_delivery.deliver_due(batch_size)
+    click.echo(f"delivered: {report.delivered}, retrying: {report.retrying}, "
+               f"given up: {report.given_up}")
 
 
 def init_app(app: Flask) -> None:
     app.cli.add_command(users_cli)
     app.cli.add_command(keys_cli)
     app.cli.add_command(prune_command)
+    app.cli.add_command(webhooks_cli)

@@ -10,6 +10,7 @@ services.py); Flask and its extensions get the upper-case copy `flask_config()` 
 
 from __future__ import annotations
 
+import base64
 import logging
 import os
 import secrets
@@ -72,6 +73,11 @@ DEFAULT_SMS_DENIED_PREFIXES = ("+870", "+881", "+882", "+883", "+979")
 #: least 64. The cap bounds argon2's input: 256 code points are at most 1024 UTF-8 bytes.
 PASSWORD_MIN_LENGTH_FLOOR = 8
 PASSWORD_MAX_LENGTH = 256
+
+
+#: What WEBHOOK_EVENTS may name (authserver/webhooks.py maps the internal events to these).
+WEBHOOK_EVENT_TYPES = ("user.created", "user.signed_in", "user.updated", "user.deleted",
+                       "session.revoked")
 
 
 #: A comma-separated list in the environment, a list in overrides.
@@ -252,6 +258,21 @@ class Settings(BaseModel):
         2.0, description="seconds to wait for the range API")
     pwned_passwords_fail: str = Field(
         "open", description="range API unreachable: open (accept, logged) | closed (503)")
+    # Webhooks (see authserver/webhooks.py and docs/api.md "Webhooks")
+    webhook_url: str = Field(
+        "", description="where events are POSTed (http or https); empty: no webhooks")
+    webhook_secret: str = Field(
+        "", description="signing secret, `whsec_<base64 of 24 to 64 bytes>` (Standard "
+                        "Webhooks) or a raw string of at least 32 characters; required with "
+                        "WEBHOOK_URL")
+    webhook_events: CommaList = Field(
+        default_factory=lambda: list(WEBHOOK_EVENT_TYPES),
+        description="event types sent (comma-separated); default: all of user.created, "
+                    "user.signed_in, user.updated, user.deleted, session.revoked")
+    webhook_timeout: float = Field(5.0, description="seconds to wait for the receiver's answer")
+    webhook_max_age: int = Field(
+        86400, description="seconds an event is retried (exponential back-off with jitter) "
+                           "before it is given up")
     # Web
     session_cookie_secure: bool | None = Field(
         None, description="default: true when PUBLIC_BASE_URL is https")
@@ -425,6 +446,55 @@ class Settings(BaseModel):
         return [self.secret_key,
                 *(key for key in self.secret_key_fallbacks if key != self.secret_key)]
 
+    @field_validator("webhook_url")
+    @classmethod
+    def _webhook_url(cls, value: str) -> str:
+        value = value.strip()
+        parts = urlsplit(value)
+        if value and (parts.scheme not in {"http", "https"} or not parts.netloc):
+            raise ValueError("expected an absolute http(s) URL")
+        return value
+
+    @field_validator("webhook_secret")
+    @classmethod
+    def _webhook_secret(cls, value: str) -> str:
+        value = value.strip()
+        if value.startswith("whsec_"):
+            try:
+                key = base64.b64decode(value.removeprefix("whsec_"), validate=True)
+            except ValueError:
+                raise ValueError("whsec_ must be followed by base64") from None
+            if not 24 <= len(key) <= 64:
+                raise ValueError("expected whsec_ and the base64 of 24 to 64 bytes")
+        elif value and len(value) < 32:
+            raise ValueError("use at least 32 random characters (or whsec_<base64>)")
+        return value
+
+    @field_validator("webhook_events")
+    @classmethod
+    def _webhook_events(cls, value: list[str]) -> list[str]:
+        unknown = [name for name in value if name not in WEBHOOK_EVENT_TYPES]
+        if unknown:
+            raise ValueError(f"unknown event type {unknown[0]!r}; expected some of "
+                             + ", ".join(WEBHOOK_EVENT_TYPES))
+        if not value:
+            raise ValueError("name at least one event type (leave WEBHOOK_URL empty for none)")
+        return value
+
+    @field_validator("webhook_timeout")
+    @classmethod
+    def _webhook_timeout(cls, value: float) -> float:
+        if not 0 < value <= 60:
+            raise ValueError("expected seconds between 0 and 60")
+        return value
+
+    @field_validator("webhook_max_age")
+    @classmethod
+    def _webhook_max_age(cls, value: int) -> int:
+        if not 60 <= value <= 30 * 86400:
+            raise ValueError("expected seconds between 60 and 2592000 (30 days)")
+        return value
+
     def flask_config(self) -> dict[str, Any]:
         """The upper-case mapping Flask, its extensions and the sender builders read."""
         config = {name.upper(): value for name, value in self.model_dump().items()}
@@ -528,6 +598,8 @@ def _finalize(settings: Settings, instance_path: str) -> Settings:
     if settings.session_cookie_secure is None:
         filled["session_cookie_secure"] = settings.public_base_url.startswith("https://")
     settings = settings.model_copy(update=filled)  # values computed here, already valid
+    if settings.webhook_url and not settings.webhook_secret:
+        raise ConfigError("WEBHOOK_SECRET: required when WEBHOOK_URL is set")
     if len(settings.secret_key) < 16:
         raise ConfigError("SECRET_KEY: use at least 32 random characters")
     return settings

@@ -36,7 +36,14 @@ from sqlalchemy.orm import InstrumentedAttribute
 from authserver import clock
 from authserver.config import settings
 from authserver.extensions import db
-from authserver.models import HandoffCode, OneTimeCode, RefreshToken, SendCooldown, Session
+from authserver.models import (
+    HandoffCode,
+    OneTimeCode,
+    RefreshToken,
+    SendCooldown,
+    Session,
+    WebhookOutbox,
+)
 
 log = logging.getLogger("authserver.housekeeping")
 
@@ -92,6 +99,9 @@ def prune(keep_days: int = 7, batch_size: int = BATCH_SIZE) -> dict[str, int]:
         # The rest of a session's refresh tokens go with it (ON DELETE CASCADE).
         ("sessions", Session, Session.id,
          or_(Session.expires_at < cutoff, Session.revoked_at < cutoff)),
+        # Webhook events delivered or given up (a pending one is never deleted).
+        ("webhook_outbox", WebhookOutbox, WebhookOutbox.id,
+         or_(WebhookOutbox.delivered_at < cutoff, WebhookOutbox.failed_at < cutoff)),
     ):
         counts[name] = _delete_in_batches(model, key, condition, batch_size)
     return counts
