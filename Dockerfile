@@ -14,9 +14,11 @@ COPY templates templates
 COPY static static
 COPY wsgi.py gunicorn.conf.py docker-entrypoint.sh ./
 
-RUN useradd --system --home /app authserver && mkdir -p /app/instance \
-    && chown authserver /app/instance
-USER authserver
+# A fixed numeric user, so Kubernetes can check runAsNonRoot (deploy/k8s/).
+RUN groupadd --system --gid 10001 authserver \
+    && useradd --system --uid 10001 --gid 10001 --home /app authserver \
+    && mkdir -p /app/instance && chown authserver:authserver /app/instance
+USER 10001:10001
 
 EXPOSE 8000
 ENTRYPOINT ["./docker-entrypoint.sh"]
