@@ -224,6 +224,14 @@ def test_sign_in_through_the_proxy(stack: Stack) -> None:
     assert any(line["client"] == "127.0.0.2" and line["path"] == "/api/v1/signin"
                and line["status"] == 200 for line in logged)
     assert "SECRETVALUE" not in stack.nginx_log.read_text()
+    # /metrics is per replica: nginx answers it itself (not the app's problem document);
+    # scrapes go to stack.replica_url(i) + "/metrics".
+    metrics = client.get(stack.url + "/metrics", timeout=10)
+    assert metrics.status_code == 404
+    assert "problem" not in metrics.headers["Content-Type"]
+    unknown = client.get(stack.url + "/no-such-page", timeout=10)
+    assert unknown.status_code == 404
+    assert unknown.headers["Content-Type"].startswith("application/problem+json")
 
 
 def test_limits_count_per_real_client_across_both_replicas(stack: Stack) -> None:
