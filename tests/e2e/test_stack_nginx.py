@@ -141,8 +141,8 @@ def _start_nginx(conf_dir: Path, upstreams: list[int],
 def stack(tmp_path_factory: pytest.TempPathFactory, mysql_url: str) -> Iterator[Stack]:
     if not NGINX:
         _missing("nginx")
-    if not REDIS_AVAILABLE:
-        _missing("redis-server")
+    if not REDIS_AVAILABLE:  # like the fault tests: a private redis-server, or skip
+        pytest.skip("redis-server is not installed")
     folder = tmp_path_factory.mktemp("stack")
     server = make_url(mysql_url)
     database = f"{server.database}_stack"
