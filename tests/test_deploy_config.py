@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 import yaml
 
-from authserver.config import NAMES
+from authserver.config import NAMES, load
 
 ROOT = Path(__file__).resolve().parents[1]
 COMPOSE = ROOT / "docker-compose.yml"
@@ -211,3 +211,13 @@ def test_env_example_names_only_real_settings() -> None:
 def test_dockerignore_keeps_secrets_and_clutter_out_of_the_build(entry: str) -> None:
     lines = (ROOT / ".dockerignore").read_text().splitlines()
     assert entry in lines
+
+
+def test_example_values_are_valid_settings(tmp_path: Path) -> None:
+    # .env.example (secrets filled in) and the k8s ConfigMap parse as the app parses them.
+    values = {**_env_example(), "SECRET_KEY": "example-secret-key-0123456789abcdef"}
+    settings = load(None, str(tmp_path), environ=values)
+    assert settings.smtp_starttls is True and settings.public_base_url == "http://localhost:8000"
+    config = next(doc for _, doc in _k8s_documents() if doc["kind"] == "ConfigMap")
+    settings = load(None, str(tmp_path), environ={**config["data"], "SECRET_KEY": "x" * 32})
+    assert settings.email_backend == "smtp" and settings.proxy_fix_hops == 1
