@@ -5,31 +5,44 @@ synchronous worker) is stalled by them."""
 
 from __future__ import annotations
 
+import json
 import os
-import runpy
 import socket
 import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
+from typing import Any
 
 import requests
 
 from tests.e2e.conftest import BIN, ROOT, free_port
 
 
-def test_workers_from_web_concurrency_or_the_cores(monkeypatch) -> None:
-    monkeypatch.setenv("WEB_CONCURRENCY", "3")
-    conf = runpy.run_path(str(ROOT / "gunicorn.conf.py"))
+def _conf(tmp_path: Path, **env: str) -> dict[str, Any]:
+    """gunicorn.conf.py's values as gunicorn would read them, in a process of its own: the
+    file sets variables in its process's environment, which must not leak into this one."""
+    names = ("workers", "threads", "timeout", "graceful_timeout", "forwarded_allow_ips")
+    code = ("import json, runpy; conf = runpy.run_path('gunicorn.conf.py'); "
+            f"print(json.dumps({{name: conf[name] for name in {names!r}}}))")
+    environ = {key: value for key, value in os.environ.items()
+               if key not in {"WEB_CONCURRENCY", "FORWARDED_ALLOW_IPS"}}
+    environ["PROMETHEUS_MULTIPROC_DIR"] = str(tmp_path)  # its own folder, not a new temp one
+    done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env={**environ, **env},
+                          capture_output=True, text=True, timeout=60, check=True)
+    return dict(json.loads(done.stdout.strip().splitlines()[-1]))
+
+
+def test_workers_from_web_concurrency_or_the_cores(tmp_path: Path) -> None:
+    conf = _conf(tmp_path, WEB_CONCURRENCY="3")
     assert conf["workers"] == 3 and conf["threads"] == 8
-    monkeypatch.delenv("WEB_CONCURRENCY")
-    conf = runpy.run_path(str(ROOT / "gunicorn.conf.py"))
+    conf = _conf(tmp_path)
     assert conf["workers"] == max(2, len(os.sched_getaffinity(0)))
     assert conf["timeout"] == 30 and conf["graceful_timeout"] == 30
-    monkeypatch.delenv("FORWARDED_ALLOW_IPS", raising=False)
-    assert runpy.run_path(str(ROOT / "gunicorn.conf.py"))["forwarded_allow_ips"] == (
-        "127.0.0.1,::1")
+    assert conf["forwarded_allow_ips"] == "127.0.0.1,::1"
+    assert _conf(tmp_path, FORWARDED_ALLOW_IPS="*")["forwarded_allow_ips"] == "*"
 
 
 @contextmanager
