@@ -32,9 +32,7 @@ COMPOSE_ONLY = {"MYSQL_PASSWORD", "HTTP_PORT"}
 #: Settings being added to config.py by the other issue 13 branches (webhooks: WEBHOOK_URL,
 #: WEBHOOK_SECRET; metrics: METRICS_TOKEN, LOG_FORMAT; ops: SECRET_KEY_FALLBACKS,
 #: CORS_ALLOWED_ORIGINS). Drop this set once they are merged: then they are in NAMES.
-BEING_ADDED_BY_ISSUE_13 = {"WEBHOOK_URL", "WEBHOOK_SECRET", "METRICS_TOKEN", "LOG_FORMAT",
-                           "SECRET_KEY_FALLBACKS", "CORS_ALLOWED_ORIGINS"}
-KNOWN = NAMES | NOT_SETTINGS | BEING_ADDED_BY_ISSUE_13
+KNOWN = NAMES | NOT_SETTINGS
 #: The app services of docker-compose.yml: everything built from the repository's image.
 APP_SERVICES = {"migrate", "authserver-1", "authserver-2", "webhooks", "prune"}
 #: Secrets that must never have a default in the compose file.
@@ -197,7 +195,7 @@ def _env_example() -> dict[str, str]:
 
 def test_env_example_names_only_real_settings() -> None:
     values = _env_example()
-    unknown = set(values) - NAMES - BEING_ADDED_BY_ISSUE_13 - COMPOSE_ONLY
+    unknown = set(values) - NAMES - COMPOSE_ONLY
     assert not unknown, f".env.example names {unknown}, which config.py does not read"
     # Everything compose interpolates is there to fill in; secrets are empty, never examples.
     interpolated = set(re.findall(r"\$\{(\w+)", COMPOSE.read_text()))
