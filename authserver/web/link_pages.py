@@ -73,14 +73,7 @@ class LinkPage(Generic[CodeFormT]):
 
     def opened(self, on_link: OnLink) -> Response:
         """GET: 410, the code box, or (where usable) what `on_link` shows; uses nothing."""
-        token = request.args.get("token", "")
-        opened = self.peek(token, link_binding())
-        if opened is None:
-            return self.invalid()
-        challenge, use = opened
-        if use not in self.usable:
-            return self.ask_code(token)
-        return on_link(token, challenge, use)
+        return self._open(request.args.get("token", ""), on_link)
 
     def submitted(self, on_code: Callable[[str], Response], on_link: OnLink) -> Response:
         """POST: the code box goes to `on_code`; a button is looked at again (a button
@@ -89,6 +82,9 @@ class LinkPage(Generic[CodeFormT]):
         token = request.form.get("token", "")
         if "code" in request.form:
             return on_code(token)
+        return self._open(token, on_link)
+
+    def _open(self, token: str, on_link: OnLink) -> Response:
         opened = self.peek(token, link_binding())
         if opened is None:
             return self.invalid()
