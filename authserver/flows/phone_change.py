@@ -15,7 +15,6 @@ SMS_TEST_NUMBERS take their fixed code here too and are never texted.
 
 from __future__ import annotations
 
-import hmac
 import logging
 from typing import Any
 from urllib.parse import urlsplit
@@ -60,18 +59,7 @@ def request_code(user: User, phone: str) -> dict[str, Any]:
                  phones.mask(number.e164))
         return {"sent": True, "expires_in": config.otp_ttl, "resend_after": 0,
                 "phone": number.e164}
-    sender = services().sms
-
-    def deliver(_challenge_id: str, code: str | None) -> None:
-        if code is None:
-            sender.start_verification(number.e164)
-        else:
-            sender.send(number.e164, message_text(code))
-
-    limits = [(ratelimits.SMS_PHONE, number.e164), (ratelimits.SMS_IP, client_ip()),
-              (ratelimits.SMS_COUNTRY, number.country_key), (ratelimits.SMS_GLOBAL, "all")]
-    codes.send(PURPOSE, number.e164, deliver, limits=limits, provider_code=sender.owns_codes,
-               user_id=user.id)
+    sms_otp.text_code(PURPOSE, number, message_text, user_id=user.id)
     log.info("add-phone code sent user=%s phone=%s", user.id, phones.mask(number.e164))
     return {"sent": True, "expires_in": config.otp_ttl,
             "resend_after": config.otp_resend_cooldown, "phone": number.e164}
@@ -91,11 +79,7 @@ def _check_code(user: User, e164: str, code: str) -> None:
     """The texted (or test) code for `e164`, asked for by `user`; raises when it is not."""
     test_code = services().test_numbers.get(e164)
     if test_code is not None:
-        guesses = (ratelimits.CODE_GUESSES, f"sms:{e164}")
-        ratelimits.check(*guesses)
-        if not hmac.compare_digest(codes.normalize_code(code) or "", test_code):
-            ratelimits.count(*guesses)
-            raise _invalid_otp()
+        sms_otp.check_test_code(e164, code, test_code)
         return
     verdict = codes.verify(PURPOSE, e164, code, provider_check=sms_otp._check_with_provider
                            if services().sms.owns_codes else None)

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hmac
 import logging
+from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -54,6 +55,26 @@ def message_text(code: str) -> str:
             f"{_lifetime(config.otp_ttl)}. Don't share it.\n\n@{host} #{code}")
 
 
+def text_code(purpose: codes.Purpose, number: phones.Phone, text: Callable[[str], str], *,
+              user_id: str | None = None) -> None:
+    """Text `purpose`'s code to `number` (the SMS `text(code)`; with a provider that makes
+    its own codes, Twilio Verify, the provider is asked to send one), under the SMS limits:
+    per phone, per IP, per country and global. Raises 429 and 503 as codes.send does."""
+    sender = services().sms
+
+    def deliver(_challenge_id: str, code: str | None) -> None:
+        if code is None:
+            sender.start_verification(number.e164)
+        else:
+            sender.send(number.e164, text(code))
+
+    limits = [(ratelimits.SMS_PHONE, number.e164), (ratelimits.SMS_IP, client_ip()),
+              (ratelimits.SMS_COUNTRY, number.country_key),
+              (ratelimits.SMS_GLOBAL, "all")]
+    codes.send(purpose, number.e164, deliver, limits=limits, provider_code=sender.owns_codes,
+               user_id=user_id)
+
+
 def request_code(phone: str) -> dict[str, Any]:
     """Text a sign-in code to `phone` (any common notation).
 
@@ -68,20 +89,8 @@ def request_code(phone: str) -> dict[str, Any]:
         return {"sent": True, "expires_in": config.otp_ttl, "resend_after": 0,
                 "phone": number.e164}
 
-    sender = services().sms
-
-    def deliver(_challenge_id: str, code: str | None) -> None:
-        if code is None:
-            sender.start_verification(number.e164)
-        else:
-            sender.send(number.e164, message_text(code))
-
-    limits = [(ratelimits.SMS_PHONE, number.e164), (ratelimits.SMS_IP, client_ip()),
-              (ratelimits.SMS_COUNTRY, number.country_key),
-              (ratelimits.SMS_GLOBAL, "all")]
     try:
-        codes.send(PURPOSE, number.e164, deliver, limits=limits,
-                   provider_code=sender.owns_codes)
+        text_code(PURPOSE, number, message_text)
     except Problem:
         log.warning("otp request refused phone=%s ip=%s", phones.mask(number.e164),
                     client_ip())
@@ -102,6 +111,16 @@ def _check_with_provider(challenge: codes.Challenge, code: str) -> bool:
         return services().sms.check_verification(challenge.subject, code)
     except RecipientRejected:
         return False
+
+
+def check_test_code(e164: str, code: str, test_code: str) -> None:
+    """A test number's fixed code (SMS_TEST_NUMBERS); raises 401 invalid_otp when `code` is
+    not it. The per-number cap on wrong guesses is all that stands before it (429)."""
+    guesses = (ratelimits.CODE_GUESSES, f"sms:{e164}")
+    ratelimits.check(*guesses)
+    if not hmac.compare_digest(codes.normalize_code(code) or "", test_code):
+        ratelimits.count(*guesses)
+        raise _invalid_otp()
 
 
 def verify_code(phone: str, code: str, *, client: str = "api") -> tokens.IssuedTokens:
@@ -136,12 +155,7 @@ def _verify_code(phone: str, code: str, client: str) -> tokens.IssuedTokens:
     e164 = phones.parse_phone(phone)
     test_code = services().test_numbers.get(e164)
     if test_code is not None:
-        # A fixed code: the per-number cap on wrong guesses is all that stands before it.
-        guesses = (ratelimits.CODE_GUESSES, f"sms:{e164}")
-        ratelimits.check(*guesses)
-        if not hmac.compare_digest(codes.normalize_code(code) or "", test_code):
-            ratelimits.count(*guesses)
-            raise _invalid_otp()
+        check_test_code(e164, code, test_code)
     else:
         verdict = codes.verify(PURPOSE, e164, code, provider_check=_check_with_provider
                                if services().sms.owns_codes else None)

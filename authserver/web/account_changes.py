@@ -13,6 +13,7 @@ from collections.abc import Callable
 from typing import Any
 
 from flask import flash, redirect, render_template, request, session, url_for
+from flask_wtf import FlaskForm
 from werkzeug.wrappers import Response
 
 from authserver import auth, phones
@@ -62,6 +63,16 @@ def recent_sign_in(doing: str) -> Callable[[Callable[..., Any]], Callable[..., A
     return decorate
 
 
+def _unsubmitted(template: str, form: FlaskForm, **context: Any) -> Page | None:
+    """The page to show for a GET, or for a post the form itself refuses (a missing field,
+    an expired CSRF token); None for a post the view acts on."""
+    if request.method == "GET":
+        return render_form(template, form, **context)
+    if not form.validate_on_submit():
+        return render_form(template, form, form_problem(form), **context)
+    return None
+
+
 @bp.app_template_filter("device")
 def device_filter(user_agent: str | None) -> str:
     """A session's User-Agent for people ("Chrome on Linux")."""
@@ -73,10 +84,8 @@ def device_filter(user_agent: str | None) -> str:
 @recent_sign_in("change your phone number")
 def phone_change_request(_current: Session, user: User) -> Response | Page:
     form = PhoneForm()
-    if request.method == "GET":
-        return render_form("account_phone.html", form, user=user)
-    if not form.validate_on_submit():
-        return render_form("account_phone.html", form, form_problem(form), user=user)
+    if (shown := _unsubmitted("account_phone.html", form, user=user)) is not None:
+        return shown
     try:
         sent = phone_change.request_code(user, required(form.phone))
     except Problem as problem:
@@ -93,10 +102,8 @@ def phone_change_code(_current: Session, user: User) -> Response | Page:
     if not isinstance(phone, str):
         return redirect(url_for("web.phone_change_request"))
     form = SmsCodeForm()
-    if request.method == "GET":
-        return render_form("account_phone_code.html", form, phone=phone)
-    if not form.validate_on_submit():
-        return render_form("account_phone_code.html", form, form_problem(form), phone=phone)
+    if (shown := _unsubmitted("account_phone_code.html", form, phone=phone)) is not None:
+        return shown
     try:
         phone_change.verify_code(user, phone, required(form.code).strip())
     except Problem as problem:
@@ -114,11 +121,9 @@ def phone_change_code(_current: Session, user: User) -> Response | Page:
 def password_change(current: Session, user: User) -> Response | Page:
     form = PasswordChangeForm()
     has_password = user.password_hash is not None
-    if request.method == "GET":
-        return render_form("account_password.html", form, has_password=has_password)
-    if not form.validate_on_submit():
-        return render_form("account_password.html", form, form_problem(form),
-                           has_password=has_password)
+    shown = _unsubmitted("account_password.html", form, has_password=has_password)
+    if shown is not None:
+        return shown
     try:
         account.change_password(user.id, current.id, form.current_password.data or None,
                                 required(form.password))
@@ -134,10 +139,8 @@ def password_change(current: Session, user: User) -> Response | Page:
 @recent_sign_in("delete your account")
 def delete_account(_current: Session, user: User) -> Page | str:
     form = ConfirmForm()
-    if request.method == "GET":
-        return render_form("account_delete.html", form, user=user)
-    if not form.validate_on_submit():
-        return render_form("account_delete.html", form, form_problem(form), user=user)
+    if (shown := _unsubmitted("account_delete.html", form, user=user)) is not None:
+        return shown
     account.delete_account(user.id)
     session.clear()
     return render_template("account_deleted.html")

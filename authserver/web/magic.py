@@ -4,12 +4,12 @@ The GET changes nothing. What the page offers depends on where it is opened (cod
 in the browser that asked for the link, a "Sign in" button that uses it; for an app's link
 (PKCE), a button that hands over to the app without using it; anywhere else, a box for the
 6-digit code from the same mail. So a mail scanner that opens the link in a browser of its
-own and presses what it finds neither signs in nor burns the link.
+own and presses what it finds neither signs in nor burns the link (web/link_pages.py).
 """
 
 from __future__ import annotations
 
-from flask import flash, make_response, redirect, render_template, request, session, url_for
+from flask import flash, redirect, render_template, session, url_for
 from werkzeug.wrappers import Response
 
 from authserver import codes, ratelimits, tokens
@@ -28,32 +28,25 @@ from authserver.web.forms import (
     LinkCodeForm,
     required,
 )
+from authserver.web.link_pages import LinkPage, page
 from authserver.web.pages import Page, form_problem, render_form
 
-# The link no longer works (expired, used, revoked) or never did (forged, mangled).
-INVALID_STATUS = 410
 EVICTED = ("Welcome. This was the first time this address was proven, so a password and any "
            "sign-ins set up on the account before now were removed. Set a new password if "
            "you want one.")
-
-
-def _page(html: str, status: int = 200, headers: dict[str, str] | None = None) -> Response:
-    response = make_response(html, status)
-    # The token is in this page's URL: never hand it to another site in a Referer.
-    response.headers["Referrer-Policy"] = "no-referrer"
-    response.headers["Cache-Control"] = "no-store"
-    response.headers.update(headers or {})
-    return response
-
-
-def _invalid() -> Response:
-    return _page(render_template("magic_invalid.html", form=EmailLinkForm(formdata=None)),
-                 INVALID_STATUS)
+#: Answers of the flow shown next to the code box rather than as an error page.
+SHOWN = {"invalid_link", "otp_attempts_exceeded", "rate_limited"}
 
 
 def _code_page(form: LinkCodeForm, problem: Problem | None = None) -> Response:
     html, status, headers = render_form("magic_code.html", form, problem)
-    return _page(html, status, headers)
+    return page(html, status, headers)
+
+
+LINK = LinkPage(peek=magic_link.peek_link, code_form=LinkCodeForm, code_page=_code_page,
+                invalid_page=lambda: render_template("magic_invalid.html",
+                                                     form=EmailLinkForm(formdata=None)),
+                shown=SHOWN, usable=(codes.LinkUse.HERE, codes.LinkUse.HANDOFF))
 
 
 def _signed_in(proof: codes.Proof, method: Method) -> Response:
@@ -70,55 +63,35 @@ def _signed_in(proof: codes.Proof, method: Method) -> Response:
     return response
 
 
+def _sign_in_button(token: str, challenge: codes.Challenge, use: codes.LinkUse) -> Response:
+    form = ConfirmForm(formdata=None, token=token)
+    return page(render_template("magic.html", form=form, email=challenge.subject,
+                                expires_at=challenge.expires_at,
+                                handoff=use is codes.LinkUse.HANDOFF))
+
+
+def _sign_in_code(token: str) -> Response:
+    return LINK.use_code(lambda form: _signed_in(magic_link.consume_code(
+        "", required(form.code), token=token), Method.EMAIL_CODE), lambda response: response)
+
+
+def _sign_in_link(token: str, _challenge: codes.Challenge, use: codes.LinkUse) -> Response:
+    if use is codes.LinkUse.HANDOFF:
+        return redirect(magic_link.hand_off(token), code=303)
+    return LINK.use_link(lambda: magic_link.consume_link(token, link_binding()),
+                         lambda proof: _signed_in(proof, Method.EMAIL_LINK))
+
+
 @bp.get("/auth/magic")
 def magic_confirm() -> Response:
-    token = request.args.get("token", "")
-    opened = magic_link.peek_link(token, link_binding())
-    if opened is None:
-        return _invalid()
-    challenge, use = opened
-    if use is codes.LinkUse.NEEDS_CODE:
-        return _code_page(LinkCodeForm(formdata=None, token=token))
-    form = ConfirmForm(formdata=None, token=token)
-    return _page(render_template("magic.html", form=form, email=challenge.subject,
-                                 expires_at=challenge.expires_at,
-                                 handoff=use is codes.LinkUse.HANDOFF))
+    return LINK.opened(_sign_in_button)
 
 
 @bp.post("/auth/magic")
 @ratelimits.route(ratelimits.LINK_VERIFY_IP)
 @committed
 def magic_sign_in() -> Response:
-    # CSRFProtect has already refused a post without a valid token from our own page.
-    token = request.form.get("token", "")
-    if "code" in request.form:
-        form = LinkCodeForm()
-        if not form.validate_on_submit():
-            return _code_page(form, form_problem(form))
-        try:
-            return _signed_in(magic_link.consume_code("", required(form.code), token=token),
-                              Method.EMAIL_CODE)
-        except Problem as problem:
-            if problem.code not in {"invalid_link", "otp_attempts_exceeded", "rate_limited"}:
-                raise
-            problem.field = "code"
-            return _code_page(form, problem)
-    opened = magic_link.peek_link(token, link_binding())
-    if opened is None:
-        return _invalid()
-    use = opened[1]
-    if use is codes.LinkUse.HANDOFF:
-        return redirect(magic_link.hand_off(token), code=303)
-    if use is codes.LinkUse.NEEDS_CODE:
-        # Pressed without the asking browser's cookie: nothing is used.
-        return _code_page(LinkCodeForm(formdata=None, token=token))
-    try:
-        proof = magic_link.consume_link(token, link_binding())
-    except Problem as problem:
-        if problem.code != "invalid_link":
-            raise
-        return _invalid()
-    return _signed_in(proof, Method.EMAIL_LINK)
+    return LINK.submitted(_sign_in_code, _sign_in_link)
 
 
 def _inbox_page(form: EmailCodeForm, problem: Problem | None = None,

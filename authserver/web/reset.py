@@ -4,7 +4,7 @@
 does. The GET of /auth/reset changes nothing; what it offers depends on where it is opened
 (codes.LinkUse): in the browser that asked, a new-password form; anywhere else, the same
 form with a box for the 6-digit code from the mail. So a mail scanner that opens the link
-and presses what it finds resets nothing and burns nothing.
+and presses what it finds resets nothing and burns nothing (web/link_pages.py).
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from __future__ import annotations
 from flask import make_response, render_template, request
 from werkzeug.wrappers import Response
 
-from authserver import codes, ratelimits
+from authserver import codes, ratelimits, tokens
 from authserver.config import settings
 from authserver.errors import Problem
 from authserver.flows import password_reset
@@ -21,32 +21,24 @@ from authserver.web import bp
 from authserver.web import session as web_session
 from authserver.web.email import link_binding, set_link_binding
 from authserver.web.forms import EmailLinkForm, NewPasswordForm, ResetCodeForm, required
+from authserver.web.link_pages import LinkPage, page
 from authserver.web.pages import Page, form_problem, render_form
 
-INVALID_STATUS = 410
 #: Answers of the flow shown next to the form rather than as an error page.
 SHOWN = {"invalid_link", "otp_attempts_exceeded", "rate_limited", "weak_password",
          "breached_password", "service_unavailable"}
-
-
-def _page(html: str, status: int = 200, headers: dict[str, str] | None = None) -> Response:
-    response = make_response(html, status)
-    # The token is in this page's URL: never hand it to another site in a Referer.
-    response.headers["Referrer-Policy"] = "no-referrer"
-    response.headers["Cache-Control"] = "no-store"
-    response.headers.update(headers or {})
-    return response
 
 
 def _form_page(form: NewPasswordForm, problem: Problem | None = None,
                email: str | None = None) -> Response:
     html, status, headers = render_form("reset.html", form, problem, email=email,
                                         needs_code=isinstance(form, ResetCodeForm))
-    return _page(html, status, headers)
+    return page(html, status, headers)
 
 
-def _invalid() -> Response:
-    return _page(render_template("reset_invalid.html"), INVALID_STATUS)
+LINK = LinkPage(peek=password_reset.peek_link, code_form=ResetCodeForm, code_page=_form_page,
+                invalid_page=lambda: render_template("reset_invalid.html"), shown=SHOWN,
+                keep_field=True)
 
 
 @bp.route("/login/forgot", methods=["GET", "POST"])
@@ -71,54 +63,44 @@ def forgot() -> Response | Page | str:
     return response
 
 
+def _password_form(token: str, challenge: codes.Challenge, _use: codes.LinkUse) -> Response:
+    return _form_page(NewPasswordForm(formdata=None, token=token), email=challenge.subject)
+
+
+def _reset_with_code(token: str) -> Response:
+    return LINK.use_code(lambda form: password_reset.reset_with_code(
+        "", required(form.code), required(form.password), token=token, client="web"),
+        _signed_in)
+
+
+def _reset_with_link(token: str, challenge: codes.Challenge, _use: codes.LinkUse) -> Response:
+    form = NewPasswordForm()
+    if not form.validate_on_submit():
+        return _form_page(form, form_problem(form), email=challenge.subject)
+    try:
+        reset = password_reset.reset_with_link(
+            token, required(form.password), binding=link_binding(), client="web")
+    except Problem as problem:
+        if problem.code == "invalid_link":
+            return LINK.invalid()
+        if problem.code not in SHOWN:
+            raise
+        return _form_page(form, problem, email=challenge.subject)
+    return _signed_in(reset)
+
+
+def _signed_in(reset: tuple[tokens.IssuedTokens, codes.Challenge]) -> Response:
+    issued, challenge = reset
+    return web_session.after_sign_in(issued, redirect_to=challenge.redirect_to)
+
+
 @bp.get("/auth/reset")
 def reset_page() -> Response:
-    token = request.args.get("token", "")
-    opened = password_reset.peek_link(token, link_binding())
-    if opened is None:
-        return _invalid()
-    challenge, use = opened
-    if use is codes.LinkUse.HERE:
-        return _form_page(NewPasswordForm(formdata=None, token=token), email=challenge.subject)
-    return _form_page(ResetCodeForm(formdata=None, token=token))
+    return LINK.opened(_password_form)
 
 
 @bp.post("/auth/reset")
 @ratelimits.route(ratelimits.LINK_VERIFY_IP)
 @committed
 def reset_submit() -> Response:
-    # CSRFProtect has already refused a post without a valid token from our own page.
-    token = request.form.get("token", "")
-    if "code" in request.form:
-        code_form = ResetCodeForm()
-        if not code_form.validate_on_submit():
-            return _form_page(code_form, form_problem(code_form))
-        try:
-            issued, challenge = password_reset.reset_with_code(
-                "", required(code_form.code), required(code_form.password), token=token,
-                client="web")
-        except Problem as problem:
-            if problem.code not in SHOWN:
-                raise
-            problem.field = problem.field or "code"
-            return _form_page(code_form, problem)
-        return web_session.after_sign_in(issued, redirect_to=challenge.redirect_to)
-    opened = password_reset.peek_link(token, link_binding())
-    if opened is None:
-        return _invalid()
-    if opened[1] is not codes.LinkUse.HERE:
-        # Pressed without the asking browser's cookie: nothing is used.
-        return _form_page(ResetCodeForm(formdata=None, token=token))
-    form = NewPasswordForm()
-    if not form.validate_on_submit():
-        return _form_page(form, form_problem(form), email=opened[0].subject)
-    try:
-        issued, challenge = password_reset.reset_with_link(
-            token, required(form.password), binding=link_binding(), client="web")
-    except Problem as problem:
-        if problem.code == "invalid_link":
-            return _invalid()
-        if problem.code not in SHOWN:
-            raise
-        return _form_page(form, problem, email=opened[0].subject)
-    return web_session.after_sign_in(issued, redirect_to=challenge.redirect_to)
+    return LINK.submitted(_reset_with_code, _reset_with_link)

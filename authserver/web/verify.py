@@ -3,9 +3,9 @@
 
 The GET of /auth/verify-email changes nothing. What it offers depends on where it is opened
 (codes.LinkUse): in the browser that asked, a button that uses the link; anywhere else, a
-box for the 6-digit code from the same mail. So a mail scanner that opens the link and
-presses what it finds confirms nothing and burns nothing. Under EMAIL_VERIFICATION_REQUIRED
-a sign-up's verification signs this browser in.
+box for the 6-digit code from the same mail (web/link_pages.py). So a mail scanner that
+opens the link and presses what it finds confirms nothing and burns nothing. Under
+EMAIL_VERIFICATION_REQUIRED a sign-up's verification signs this browser in.
 
 /account/email needs a sign-in within REAUTH_MAX_AGE (the web session's start); else the
 page says to sign in again.
@@ -25,85 +25,56 @@ from authserver.web import bp
 from authserver.web import session as web_session
 from authserver.web.email import link_binding, set_link_binding
 from authserver.web.forms import ConfirmForm, EmailLinkForm, LinkCodeForm, required
+from authserver.web.link_pages import LinkPage, page
 from authserver.web.pages import Page, form_problem, render_form
 
-INVALID_STATUS = 410
 #: Answers of the flow shown next to the code box rather than as an error page.
 SHOWN = {"invalid_link", "otp_attempts_exceeded", "rate_limited", "email_taken"}
 
 
-def _page(html: str, status: int = 200, headers: dict[str, str] | None = None) -> Response:
-    response = make_response(html, status)
-    # The token is in this page's URL: never hand it to another site in a Referer.
-    response.headers["Referrer-Policy"] = "no-referrer"
-    response.headers["Cache-Control"] = "no-store"
-    response.headers.update(headers or {})
-    return response
-
-
-def _invalid() -> Response:
-    return _page(render_template("verify_invalid.html"), INVALID_STATUS)
-
-
 def _code_page(form: LinkCodeForm, problem: Problem | None = None) -> Response:
     html, status, headers = render_form("verify_code.html", form, problem)
-    return _page(html, status, headers)
+    return page(html, status, headers)
+
+
+LINK = LinkPage(peek=email_verification.peek_link, code_form=LinkCodeForm,
+                code_page=_code_page, invalid_page=lambda: render_template("verify_invalid.html"),
+                shown=SHOWN)
 
 
 def _done(confirmed: email_verification.Confirmed) -> Response:
     if confirmed.issued is not None:
         return web_session.after_sign_in(confirmed.issued)
-    return _page(render_template("email_verified.html", email=confirmed.user.email,
-                                 changed=confirmed.purpose is email_verification.CHANGE))
+    return page(render_template("email_verified.html", email=confirmed.user.email,
+                                changed=confirmed.purpose is email_verification.CHANGE))
+
+
+def _confirm_button(token: str, challenge: codes.Challenge, _use: codes.LinkUse) -> Response:
+    return page(render_template(
+        "verify_email.html", form=ConfirmForm(formdata=None, token=token),
+        email=challenge.subject, change=challenge.purpose == email_verification.CHANGE.name))
+
+
+def _confirm_code(token: str) -> Response:
+    return LINK.use_code(lambda form: email_verification.confirm_code(
+        "", required(form.code), token=token, client="web"), _done)
+
+
+def _confirm_link(token: str, _challenge: codes.Challenge, _use: codes.LinkUse) -> Response:
+    return LINK.use_link(lambda: email_verification.confirm_link(
+        token, binding=link_binding(), client="web"), _done)
 
 
 @bp.get("/auth/verify-email")
 def verify_email_page() -> Response:
-    token = request.args.get("token", "")
-    opened = email_verification.peek_link(token, link_binding())
-    if opened is None:
-        return _invalid()
-    challenge, use = opened
-    if use is not codes.LinkUse.HERE:
-        return _code_page(LinkCodeForm(formdata=None, token=token))
-    return _page(render_template(
-        "verify_email.html", form=ConfirmForm(formdata=None, token=token),
-        email=challenge.subject, change=challenge.purpose == email_verification.CHANGE.name))
+    return LINK.opened(_confirm_button)
 
 
 @bp.post("/auth/verify-email")
 @ratelimits.route(ratelimits.LINK_VERIFY_IP)
 @committed
 def verify_email_submit() -> Response:
-    # CSRFProtect has already refused a post without a valid token from our own page.
-    token = request.form.get("token", "")
-    if "code" in request.form:
-        form = LinkCodeForm()
-        if not form.validate_on_submit():
-            return _code_page(form, form_problem(form))
-        try:
-            confirmed = email_verification.confirm_code("", required(form.code), token=token,
-                                                        client="web")
-        except Problem as problem:
-            if problem.code not in SHOWN:
-                raise
-            problem.field = "code"
-            return _code_page(form, problem)
-        return _done(confirmed)
-    opened = email_verification.peek_link(token, link_binding())
-    if opened is None:
-        return _invalid()
-    if opened[1] is not codes.LinkUse.HERE:
-        # Pressed without the asking browser's cookie: nothing is used.
-        return _code_page(LinkCodeForm(formdata=None, token=token))
-    try:
-        confirmed = email_verification.confirm_link(token, binding=link_binding(),
-                                                    client="web")
-    except Problem as problem:
-        if problem.code != "invalid_link":
-            raise
-        return _invalid()
-    return _done(confirmed)
+    return LINK.submitted(_confirm_code, _confirm_link)
 
 
 @bp.route("/account/email", methods=["GET", "POST"])
