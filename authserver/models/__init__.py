@@ -1,5 +1,6 @@
 """The database tables. Import models from here: `from authserver.models import User`."""
 
+from authserver.models.audit import AuditEvent
 from authserver.models.cooldown import SendCooldown
 from authserver.models.counter import Counter
 from authserver.models.handoff import HandoffCode
@@ -10,6 +11,7 @@ from authserver.models.signing_key import SigningKey
 from authserver.models.user import Role, User, user_roles
 
 __all__ = [
+    "AuditEvent",
     "Counter",
     "HandoffCode",
     "OneTimeCode",
