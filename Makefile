@@ -10,7 +10,13 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 
-# Installs exactly what requirements.lock pins (runtime and dev, transitive dependencies too).
+# `make run`: the runtime dependencies only (requirements.txt), every transitive version as
+# requirements.lock pins it (-c constrains, it adds nothing; the Dockerfile does the same).
+$(VENV)/.runtime: requirements.txt requirements.lock | $(BIN)/python
+	$(BIN)/pip install --quiet -r requirements.txt -c requirements.lock
+	touch $@
+
+# `make test` and the other tools: exactly what requirements.lock pins (runtime and dev).
 $(VENV)/.installed: requirements.lock | $(BIN)/python
 	$(BIN)/pip install --quiet -r requirements.lock
 	touch $@
@@ -24,7 +30,7 @@ lock: setup
 		$(LOCK_FLAGS) --output-file=requirements.lock requirements-dev.txt
 
 ## Serve on http://localhost:$(PORT) with SQLite and console SMS/e-mail backends.
-run: setup
+run: $(VENV)/.runtime
 	$(BIN)/flask --app authserver db upgrade
 	PUBLIC_BASE_URL=$${PUBLIC_BASE_URL:-http://localhost:$(PORT)} \
 		$(BIN)/flask --app authserver run --port $(PORT)

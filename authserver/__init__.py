@@ -36,13 +36,23 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     # Flask's own keys (TESTING, WTF_CSRF_ENABLED, …) pass straight through.
     app.config.update({k: v for k, v in overrides.items() if k.upper() not in settings.NAMES})
     app.json.sort_keys = False  # type: ignore[attr-defined]
-    _configure_logging(app, loaded.log_level)
+    _configure_logging(app, loaded.log_level, loaded.log_format)
 
     if loaded.proxy_fix_hops:
         hops = loaded.proxy_fix_hops
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops, x_host=0)  # type: ignore[method-assign]
 
-    from authserver import audit, cli, errors, headers, request_limits, services
+    from authserver import (
+        audit,
+        cli,
+        cors,
+        errors,
+        headers,
+        logs,
+        metrics,
+        request_limits,
+        services,
+    )
     from authserver.extensions import csrf, db, limiter, migrate
 
     db.init_app(app)
@@ -63,8 +73,13 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
 
     errors.init_app(app)
     headers.init_app(app)
+    cors.init_app(app)
     request_limits.init_app(app)
     cli.init_app(app)
+    metrics.init_app(app)
+    logs.init_app(app)
+    from authserver import webhooks  # the webhook outbox's sink, when WEBHOOK_URL is set
+    webhooks.init_app(app)
     return app
 
 
@@ -85,7 +100,9 @@ def _sqlite_foreign_keys(app: Flask, database_url: str) -> None:
         event.listen(db.engine, "connect", enable)
 
 
-def _configure_logging(app: Flask, log_level: str) -> None:
+def _configure_logging(app: Flask, log_level: str, log_format: str) -> None:
+    from authserver.logs import formatter
+
     level = getattr(logging, log_level.upper(), logging.INFO)
     logger = logging.getLogger("authserver")
     logger.setLevel(level)
@@ -96,14 +113,19 @@ def _configure_logging(app: Flask, log_level: str) -> None:
     pool = logging.getLogger("sqlalchemy.pool")
     if not any(isinstance(f, _OneLineDatabaseErrors) for h in pool.handlers for f in h.filters):
         one_line = logging.StreamHandler()
-        one_line.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
         one_line.addFilter(_OneLineDatabaseErrors())
         pool.addHandler(one_line)
         pool.propagate = False
     if not logging.getLogger().handlers and not logger.handlers:
         handler = logging.StreamHandler()
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+        handler._authserver = True  # type: ignore[attr-defined]
         logger.addHandler(handler)
+    # LOG_FORMAT (json | text, logs.py) on the handlers made here; under gunicorn the root
+    # logger's handler comes with gunicorn.conf.py's logconfig_dict, in the same format.
+    for own in [*pool.handlers, *logger.handlers]:
+        if any(isinstance(f, _OneLineDatabaseErrors) for f in own.filters) or getattr(
+                own, "_authserver", False):
+            own.setFormatter(formatter(log_format))
 
 
 class _OneLineDatabaseErrors(logging.Filter):

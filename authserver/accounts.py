@@ -7,9 +7,10 @@ from __future__ import annotations
 
 import logging
 import re
+from datetime import datetime
 from typing import NamedTuple
 
-from sqlalchemy import select, update
+from sqlalchemy import and_, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
 from authserver import clock, sessions
@@ -157,10 +158,19 @@ def enable(user: User, *, actor_id: str | None = None) -> User:
     return user
 
 
-def search(email: str | None, limit: int = 50) -> list[User]:
-    query = select(User).order_by(User.created_at).limit(limit)
+def search(email: str | None, limit: int = 50, *, phone: str | None = None,
+           after: tuple[datetime, str] | None = None) -> list[User]:
+    """Users oldest first, by (created_at, id); `after`: only those after that key (keyset
+    paging: a page costs the same however deep, and users added meanwhile are not skipped)."""
+    query = select(User).order_by(User.created_at, User.id).limit(limit)
     if email:
         query = query.where(User.email == email.strip().lower())
+    if phone:
+        query = query.where(User.phone == phone)
+    if after is not None:
+        created_at, user_id = after
+        query = query.where(or_(User.created_at > created_at,
+                                and_(User.created_at == created_at, User.id > user_id)))
     return list(db.session.scalars(query))
 
 

@@ -1,11 +1,13 @@
-"""Command line: `flask --app authserver users …` and `flask --app authserver keys …`.
+"""Command line: `flask --app authserver users …`, `keys …`, `prune`, `webhooks …`.
 
 Each command that writes is one unit of work, committed when it ends (`@committed`).
 """
 
 from __future__ import annotations
 
+import signal
 import sys
+import threading
 from collections import defaultdict
 
 import click
@@ -13,7 +15,7 @@ from flask import Flask
 from flask.cli import AppGroup
 from sqlalchemy import select
 
-from authserver import accounts, housekeeping, passwords
+from authserver import accounts, housekeeping, passwords, webhook_delivery
 from authserver.config import settings
 from authserver.errors import Problem
 from authserver.events import Event, EventType, emit
@@ -27,12 +29,15 @@ from authserver.transactions import committed
 
 users_cli = AppGroup("users", help="Manage users.")
 keys_cli = AppGroup("keys", help="Manage the keys that sign access tokens.")
+webhooks_cli = AppGroup("webhooks", help="Send the webhook outbox to WEBHOOK_URL.")
 
 
 @users_cli.command("create")
 @click.argument("email")
 @click.option("--role", "roles", multiple=True, help="Grant a role (repeatable), e.g. admin.")
-@click.option("--password-stdin", is_flag=True, help="Read a password from standard input.")
+@click.option("--password-stdin", is_flag=True,
+              help="Read a password from standard input: asked for twice without echo when "
+                   "it is a terminal, else its first line.")
 @click.option("--name", default=None, help="Display name.")
 @committed
 def create_user(email: str, roles: tuple[str, ...], password_stdin: bool,
@@ -42,7 +47,7 @@ def create_user(email: str, roles: tuple[str, ...], password_stdin: bool,
         email = normalize_email(email)
         password_hash = None
         if password_stdin:
-            password = sys.stdin.readline().rstrip("\r\n")
+            password = _read_password()
             reason = passwords.check_policy(password, email)
             if reason:
                 raise click.ClickException(f"weak password: {reason}")
@@ -52,6 +57,18 @@ def create_user(email: str, roles: tuple[str, ...], password_stdin: bool,
     except Problem as exc:
         raise click.ClickException(exc.detail) from None
     click.echo(f"created user {user.id} <{user.email}> roles={','.join(user.role_names) or '-'}")
+
+
+def _stdin_is_terminal() -> bool:
+    return sys.stdin.isatty()
+
+
+def _read_password() -> str:
+    """A person at a terminal types it twice, unseen; a pipe (a script, a secret store)
+    gives its first line."""
+    if _stdin_is_terminal():
+        return str(click.prompt("Password", hide_input=True, confirmation_prompt=True))
+    return sys.stdin.readline().rstrip("\r\n")
 
 
 def _existing_user(email: str) -> User:
@@ -209,6 +226,22 @@ def prune_keys() -> None:
     click.echo(f"removed {removed} retired key(s)")
 
 
+@keys_cli.command("reencrypt")
+@committed
+def reencrypt_keys() -> None:
+    """After rotating SECRET_KEY: re-encrypt the signing keys and the authenticator-app
+    secrets under the current SECRET_KEY, so the old key can leave SECRET_KEY_FALLBACKS."""
+    keys_done, keys_lost = keyring().reencrypt()
+    totp_done, totp_lost = mfa_flow.reencrypt()
+    click.echo(f"re-encrypted {keys_done} signing key(s), {totp_done} authenticator secret(s)")
+    if keys_lost or totp_lost:
+        # What could be read is kept under the current key; the exit status tells a script.
+        db.session.commit()
+        click.echo(f"cannot decrypt {keys_lost} signing key(s) and {totp_lost} authenticator "
+                   "secret(s) with SECRET_KEY or SECRET_KEY_FALLBACKS", err=True)
+        raise click.exceptions.Exit(1)
+
+
 @click.command("prune")
 @click.option("--keep-days", default=7, show_default=True,
               help="Keep expired rows this many days before deleting them.")
@@ -216,13 +249,52 @@ def prune_keys() -> None:
               type=click.IntRange(min=1), help="Rows per DELETE (each batch commits).")
 @committed
 def prune_command(keep_days: int, batch_size: int) -> None:
-    """Delete expired codes, links, hand-off codes, cooldowns and ended sessions, and
-    refresh tokens rotated longer ago than REFRESH_TOKEN_HISTORY."""
+    """Delete expired codes, links, hand-off codes, cooldowns and ended sessions, webhook
+    events delivered or given up, and refresh tokens rotated longer ago than
+    REFRESH_TOKEN_HISTORY."""
     counts = housekeeping.prune(keep_days, batch_size)
     click.echo(", ".join(f"{table}: {count}" for table, count in counts.items()))
+
+
+def _webhooks_configured() -> None:
+    if not settings().webhook_url:
+        raise click.ClickException("WEBHOOK_URL is not set")
+
+
+@webhooks_cli.command("run")
+@click.option("--interval", default=1.0, show_default=True, type=click.FloatRange(min=0.05),
+              help="Seconds between looks for due events.")
+@click.option("--batch-size", default=webhook_delivery.BATCH_SIZE, show_default=True,
+              type=click.IntRange(min=1, max=1000), help="Events claimed at a time.")
+def webhooks_run(interval: float, batch_size: int) -> None:
+    """Deliver webhook events until SIGTERM or SIGINT (then finish the event being sent,
+    hand back the rest of the batch and exit 0). Several may run at once."""
+    _webhooks_configured()
+    stop = threading.Event()
+
+    def request_stop(_signum: int, _frame: object) -> None:
+        stop.set()
+
+    signal.signal(signal.SIGTERM, request_stop)
+    signal.signal(signal.SIGINT, request_stop)
+    webhook_delivery.run(stop, interval=interval, batch_size=batch_size)
+
+
+@webhooks_cli.command("deliver")
+@click.option("--once", is_flag=True, required=True,
+              help="Send every event due now, then exit (for cron).")
+@click.option("--batch-size", default=webhook_delivery.BATCH_SIZE, show_default=True,
+              type=click.IntRange(min=1, max=1000), help="Events claimed at a time.")
+def webhooks_deliver(once: bool, batch_size: int) -> None:
+    """Send the events due now and exit: `delivered: N, retrying: N, given up: N`."""
+    _webhooks_configured()
+    report = webhook_delivery.deliver_due(batch_size)
+    click.echo(f"delivered: {report.delivered}, retrying: {report.retrying}, "
+               f"given up: {report.given_up}")
 
 
 def init_app(app: Flask) -> None:
     app.cli.add_command(users_cli)
     app.cli.add_command(keys_cli)
     app.cli.add_command(prune_command)
+    app.cli.add_command(webhooks_cli)

@@ -11,7 +11,8 @@ resend cooldown and wording) and calls:
 
 What every purpose gets from here, the same way:
 - the code is `secrets`-random; only an HMAC keyed from SECRET_KEY (per purpose) over the
-  row id and the code is stored, so equal codes in two messages never have equal hashes;
+  row id and the code is stored, so equal codes in two messages never have equal hashes
+  (a guess is compared under SECRET_KEY and each of SECRET_KEY_FALLBACKS, every time);
 - a send first checks the purpose's limits, then reserves the subject's send slot in the
   database (cooldowns.py: of concurrent requests exactly one sends), stores the row and
   commits it *before* sending (the code must work the moment it lands), and on a failed
@@ -202,11 +203,22 @@ def new_binding() -> str:
     return secrets.token_urlsafe(32)
 
 
-def code_hash(purpose: Purpose, challenge_id: str, code: str) -> str:
+def code_hash(purpose: Purpose, challenge_id: str, code: str, secret_key: str = "") -> str:
     """The stored form of a code: HMAC-SHA256 keyed from SECRET_KEY, bound to its row."""
     label = (purpose.key_label or f"authserver.code.{purpose.name}").encode()
-    key = hmac.new(settings().secret_key.encode(), label, hashlib.sha256).digest()
+    secret = secret_key or settings().secret_key
+    key = hmac.new(secret.encode(), label, hashlib.sha256).digest()
     return hmac.new(key, f"{challenge_id}:{code}".encode(), hashlib.sha256).hexdigest()
+
+
+def code_matches(purpose: Purpose, challenge_id: str, code: str, stored: str) -> bool:
+    """Whether `code` is the one `stored` was made from, under SECRET_KEY or any of
+    SECRET_KEY_FALLBACKS (a code mailed before a rotation still works). Every key is
+    compared, in constant time, whatever the result: a match costs what a miss costs."""
+    right = False
+    for secret in settings().secret_keys():
+        right |= hmac.compare_digest(code_hash(purpose, challenge_id, code, secret), stored)
+    return right
 
 
 class _ClockSigner(TimestampSigner):
@@ -217,8 +229,9 @@ class _ClockSigner(TimestampSigner):
 
 
 def _serializer(purpose: Purpose) -> URLSafeTimedSerializer:
-    return URLSafeTimedSerializer(settings().secret_key, salt=purpose.link_salt or purpose.name,
-                                  signer=_ClockSigner)
+    # itsdangerous signs with the last key and accepts a signature by any of them.
+    return URLSafeTimedSerializer(list(reversed(settings().secret_keys())),
+                                  salt=purpose.link_salt or purpose.name, signer=_ClockSigner)
 
 
 def link_token(purpose: Purpose, challenge_id: str) -> str:
@@ -466,14 +479,13 @@ def verify(purpose: Purpose, subject: str, code: Any, *,
         # The same work as a wrong guess at a live code (a comparison, then a committed
         # one-row write like its attempt), so the answer's timing doesn't tell whether the
         # subject has a live code at all.
-        hmac.compare_digest(code_hash(purpose, "-", code), "0" * 64)
+        code_matches(purpose, "-", code, "0" * 64)
         _decoy_attempt()
     counted = False
     for challenge in (c for c in candidates if c.attempts < max_attempts):
         reserved = False
         if challenge.code_hash:
-            right = hmac.compare_digest(code_hash(purpose, challenge.id, code),
-                                        challenge.code_hash)
+            right = code_matches(purpose, challenge.id, code, challenge.code_hash)
         elif provider_check is not None:
             reserved = _take_attempt(challenge.id, max_attempts, now)
             if not reserved:

@@ -10,6 +10,7 @@ services.py); Flask and its extensions get the upper-case copy `flask_config()` 
 
 from __future__ import annotations
 
+import base64
 import logging
 import os
 import secrets
@@ -74,6 +75,11 @@ PASSWORD_MIN_LENGTH_FLOOR = 8
 PASSWORD_MAX_LENGTH = 256
 
 
+#: What WEBHOOK_EVENTS may name (authserver/webhooks.py maps the internal events to these).
+WEBHOOK_EVENT_TYPES = ("user.created", "user.signed_in", "user.updated", "user.deleted",
+                       "session.revoked")
+
+
 #: A comma-separated list in the environment, a list in overrides.
 CommaList = Annotated[list[str], BeforeValidator(_split)]
 #: "+15550001111=123456,…" in the environment, a dict in overrides.
@@ -99,11 +105,27 @@ class Settings(BaseModel):
     database_pool_timeout: float = Field(
         2.0, description="seconds to wait for a free pooled connection")
     secret_key: str = Field("", description="signs cookies and links, encrypts keys at rest")
+    cors_allowed_origins: CommaList = Field(
+        default_factory=list,
+        description="origins (scheme://host[:port], exact) whose browser apps may call "
+                    "token/exchange, token/refresh, logout and me across origins; default "
+                    "none")
+    secret_key_fallbacks: CommaList = Field(
+        default_factory=list,
+        description="earlier SECRET_KEYs, newest first: what they signed or encrypted is still "
+                    "accepted (cookies, links, codes, device tokens, keys at rest) while new "
+                    "things use SECRET_KEY; see README \"Rotating SECRET_KEY\"")
     public_base_url: str = Field("http://localhost:5000",
                                  description="the origin mailed links point at")
     app_name: str = Field("authserver", description="shown in pages, mails and SMS")
     max_content_length: int = Field(64 * 1024, description="largest request body, bytes")
     log_level: str = Field("INFO", description="root log level")
+    log_format: str = Field(
+        "text", description="json (one object per line; gunicorn.conf.py's default) | text "
+                            "(`make run`'s)")
+    metrics_token: str = Field(
+        "", description="when set, GET /metrics asks for `Authorization: Bearer <it>`; "
+                        "empty: /metrics is open (keep it off the public network)")
     migrate_lock_timeout: int = Field(
         300, description="seconds `flask db upgrade` waits for another process's migration")
     # Tokens
@@ -239,6 +261,21 @@ class Settings(BaseModel):
         2.0, description="seconds to wait for the range API")
     pwned_passwords_fail: str = Field(
         "open", description="range API unreachable: open (accept, logged) | closed (503)")
+    # Webhooks (see authserver/webhooks.py and docs/api.md "Webhooks")
+    webhook_url: str = Field(
+        "", description="where events are POSTed (http or https); empty: no webhooks")
+    webhook_secret: str = Field(
+        "", description="signing secret, `whsec_<base64 of 24 to 64 bytes>` (Standard "
+                        "Webhooks) or a raw string of at least 32 characters; required with "
+                        "WEBHOOK_URL")
+    webhook_events: CommaList = Field(
+        default_factory=lambda: list(WEBHOOK_EVENT_TYPES),
+        description="event types sent (comma-separated); default: all of user.created, "
+                    "user.signed_in, user.updated, user.deleted, session.revoked")
+    webhook_timeout: float = Field(5.0, description="seconds to wait for the receiver's answer")
+    webhook_max_age: int = Field(
+        86400, description="seconds an event is retried (exponential back-off with jitter) "
+                           "before it is given up")
     # Web
     session_cookie_secure: bool | None = Field(
         None, description="default: true when PUBLIC_BASE_URL is https")
@@ -260,6 +297,14 @@ class Settings(BaseModel):
     def _algorithm(cls, value: str) -> str:
         if value not in {"ES256", "EdDSA", "RS256", "HS256"}:
             raise ValueError("expected ES256, EdDSA, RS256 or HS256")
+        return value
+
+    @field_validator("log_format")
+    @classmethod
+    def _log_format(cls, value: str) -> str:
+        value = value.strip().lower()
+        if value not in {"json", "text"}:
+            raise ValueError("expected json or text")
         return value
 
     @field_validator("sms_backend")
@@ -380,6 +425,79 @@ class Settings(BaseModel):
                 raise ValueError(f"{entry!r} is not a mailto:, https:// or tel: URI")
         return value
 
+    @field_validator("cors_allowed_origins")
+    @classmethod
+    def _origins(cls, value: list[str]) -> list[str]:
+        for entry in value:
+            parts = urlsplit(entry)
+            if (parts.scheme not in {"http", "https"} or not parts.netloc
+                    or entry != f"{parts.scheme}://{parts.netloc}"):
+                raise ValueError(f"{entry!r} is not an origin like https://app.example.com")
+        return value
+
+    @field_validator("secret_key_fallbacks")
+    @classmethod
+    def _fallback_keys(cls, value: list[str]) -> list[str]:
+        for entry in value:
+            if len(entry) < 16:
+                raise ValueError("each fallback key must be at least 16 characters")
+        return value
+
+    def secret_keys(self) -> list[str]:
+        """SECRET_KEY, then each of SECRET_KEY_FALLBACKS: the first signs and encrypts, every
+        one of them verifies and decrypts."""
+        return [self.secret_key,
+                *(key for key in self.secret_key_fallbacks if key != self.secret_key)]
+
+    @field_validator("webhook_url")
+    @classmethod
+    def _webhook_url(cls, value: str) -> str:
+        value = value.strip()
+        parts = urlsplit(value)
+        if value and (parts.scheme not in {"http", "https"} or not parts.netloc):
+            raise ValueError("expected an absolute http(s) URL")
+        return value
+
+    @field_validator("webhook_secret")
+    @classmethod
+    def _webhook_secret(cls, value: str) -> str:
+        value = value.strip()
+        if value.startswith("whsec_"):
+            try:
+                key = base64.b64decode(value.removeprefix("whsec_"), validate=True)
+            except ValueError:
+                raise ValueError("whsec_ must be followed by base64") from None
+            if not 24 <= len(key) <= 64:
+                raise ValueError("expected whsec_ and the base64 of 24 to 64 bytes")
+        elif value and len(value) < 32:
+            raise ValueError("use at least 32 random characters (or whsec_<base64>)")
+        return value
+
+    @field_validator("webhook_events")
+    @classmethod
+    def _webhook_events(cls, value: list[str]) -> list[str]:
+        unknown = [name for name in value if name not in WEBHOOK_EVENT_TYPES]
+        if unknown:
+            raise ValueError(f"unknown event type {unknown[0]!r}; expected some of "
+                             + ", ".join(WEBHOOK_EVENT_TYPES))
+        if not value:
+            raise ValueError("name at least one event type (leave WEBHOOK_URL empty for none)")
+        return value
+
+    @field_validator("webhook_timeout")
+    @classmethod
+    def _webhook_timeout(cls, value: float) -> float:
+        if not 0 < value <= 60:
+            raise ValueError("expected seconds between 0 and 60")
+        return value
+
+    @field_validator("webhook_max_age")
+    @classmethod
+    def _webhook_max_age(cls, value: int) -> int:
+        if not 60 <= value <= 30 * 86400:
+            raise ValueError("expected seconds between 60 and 2592000 (30 days)")
+        return value
+
     def flask_config(self) -> dict[str, Any]:
         """The upper-case mapping Flask, its extensions and the sender builders read."""
         config = {name.upper(): value for name, value in self.model_dump().items()}
@@ -394,6 +512,9 @@ class Settings(BaseModel):
             SESSION_COOKIE_SAMESITE="Lax",
             SESSION_COOKIE_NAME="authserver_session",
             WTF_CSRF_TIME_LIMIT=None,  # the token lives as long as the cookie session
+            # itsdangerous: signs with the last key, accepts any (a form rendered before a
+            # SECRET_KEY rotation still posts).
+            WTF_CSRF_SECRET_KEY=list(reversed(self.secret_keys())),
         )
         return config
 
@@ -480,6 +601,8 @@ def _finalize(settings: Settings, instance_path: str) -> Settings:
     if settings.session_cookie_secure is None:
         filled["session_cookie_secure"] = settings.public_base_url.startswith("https://")
     settings = settings.model_copy(update=filled)  # values computed here, already valid
+    if settings.webhook_url and not settings.webhook_secret:
+        raise ConfigError("WEBHOOK_SECRET: required when WEBHOOK_URL is set")
     if len(settings.secret_key) < 16:
         raise ConfigError("SECRET_KEY: use at least 32 random characters")
     return settings

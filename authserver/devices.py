@@ -9,7 +9,8 @@ token for the account it names is counted against that device's own budget
 one, so strangers' failures don't block it.
 
 The token is `<nonce>.<issued>.<mac>`: a 128-bit random nonce, the Unix time it was made, and
-HMAC-SHA256 (key derived from SECRET_KEY) over the user id, nonce and time. Nothing is stored;
+HMAC-SHA256 (key derived from SECRET_KEY; SECRET_KEY_FALLBACKS still verify) over the user
+id, nonce and time. Nothing is stored;
 it is valid for SIGNIN_DEVICE_TTL seconds and only for the account it was made for (a token
 of another account counts as none). Browsers get it as an HttpOnly, SameSite=Lax cookie
 (`authserver_device`, Secure when SESSION_COOKIE_SECURE); API clients read the
@@ -36,8 +37,9 @@ MAX_TOKEN_LENGTH = 200
 _LABEL = b"authserver.device-token"
 
 
-def _mac(user_id: str, nonce: str, issued: int) -> str:
-    key = hmac.new(settings().secret_key.encode(), _LABEL, hashlib.sha256).digest()
+def _mac(user_id: str, nonce: str, issued: int, secret_key: str = "") -> str:
+    secret = secret_key or settings().secret_key
+    key = hmac.new(secret.encode(), _LABEL, hashlib.sha256).digest()
     message = f"{user_id}\n{nonce}\n{issued}".encode()
     return hmac.new(key, message, hashlib.sha256).hexdigest()
 
@@ -58,7 +60,10 @@ def device_of(token: str | None, user_id: str | None) -> str | None:
     if not nonce or not issued_text.isdigit() or not mac:
         return None
     issued = int(issued_text)
-    if not hmac.compare_digest(mac, _mac(user_id, nonce, issued)):
+    genuine = False  # under SECRET_KEY or any of SECRET_KEY_FALLBACKS, each compared
+    for secret in settings().secret_keys():
+        genuine |= hmac.compare_digest(mac, _mac(user_id, nonce, issued, secret))
+    if not genuine:
         return None
     age = clock.timestamp() - issued
     if not 0 <= age < settings().signin_device_ttl:

@@ -71,6 +71,7 @@ class ErrorCode(StrEnum):
     MFA_ALREADY_ENROLLED = "mfa_already_enrolled", "Second factor already set up"
     FORBIDDEN = "forbidden", "Forbidden"
     NOT_FOUND = "not_found", "Not found"
+    CANNOT_DISABLE_SELF = "cannot_disable_self", "Cannot disable your own account"
     RATE_LIMITED = "rate_limited", "Too many requests"
     SERVICE_UNAVAILABLE = "service_unavailable", "Service unavailable"
     INTERNAL_ERROR = "internal_error", "Internal error"
@@ -133,6 +134,30 @@ def rate_limited(retry_after: int, detail: str = "Too many requests. Try again l
                    headers={"Retry-After": str(max(1, int(retry_after)))})
 
 
+def page_detail(problem: Problem) -> str:
+    """The detail as a web page shows it: a 429 says how long to wait (its Retry-After), in
+    words, where the API's wording only says "later"."""
+    retry = problem.headers.get("Retry-After", "")
+    if problem.status != 429 or not retry.isdigit():
+        return problem.detail
+    wait = f"Try again in {_duration(int(retry))}."
+    if "Try again later." in problem.detail:
+        return problem.detail.replace("Try again later.", wait)
+    if any(ch.isdigit() for ch in problem.detail):
+        return problem.detail  # it names its wait already ("Wait 30 seconds …")
+    return f"{problem.detail} {wait}"
+
+
+def _duration(seconds: int) -> str:
+    """Rounded up, so nobody who waits as long as told is refused again."""
+    if seconds < 60:
+        return f"{max(1, seconds)} second{'s' if seconds != 1 else ''}"
+    minutes = -(-seconds // 60)
+    if minutes < 120:
+        return f"{minutes} minute{'s' if minutes != 1 else ''}"
+    return f"{-(-minutes // 60)} hours"
+
+
 def invalid_token(
     detail: str = "The access token is missing, malformed, expired or revoked.",
 ) -> Problem:
@@ -155,7 +180,7 @@ def wants_html() -> bool:
 def problem_response(problem: Problem) -> Response:
     if wants_html():
         try:
-            html = render_template("error.html", problem=problem)
+            html = render_template("error.html", problem=problem, detail=page_detail(problem))
         except TemplateNotFound:
             html = f"<!doctype html><title>{problem.status}</title><p>{problem.detail}</p>"
         response = current_app.response_class(html, status=problem.status, mimetype="text/html")

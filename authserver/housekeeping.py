@@ -43,6 +43,7 @@ from authserver.models import (
     RefreshToken,
     SendCooldown,
     Session,
+    WebhookOutbox,
 )
 
 log = logging.getLogger("authserver.housekeeping")
@@ -99,6 +100,9 @@ def prune(keep_days: int = 7, batch_size: int = BATCH_SIZE) -> dict[str, int]:
         # The rest of a session's refresh tokens go with it (ON DELETE CASCADE).
         ("sessions", Session, Session.id,
          or_(Session.expires_at < cutoff, Session.revoked_at < cutoff)),
+        # Webhook events delivered or given up (a pending one is never deleted).
+        ("webhook_outbox", WebhookOutbox, WebhookOutbox.id,
+         or_(WebhookOutbox.delivered_at < cutoff, WebhookOutbox.failed_at < cutoff)),
     ):
         counts[name] = _delete_in_batches(model, key, condition, batch_size)
     # The audit trail keeps AUDIT_RETENTION_DAYS, whatever `keep_days` says (0: forever).

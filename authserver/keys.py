@@ -1,7 +1,8 @@
 """Signing keys: create on first use, encrypt at rest, rotate, publish as a JWKS.
 
 Private keys are stored encrypted with a Fernet key derived (HKDF) from SECRET_KEY, so a
-database dump alone cannot mint tokens. Every process keeps the keys it has loaded in memory:
+database dump alone cannot mint tokens (SECRET_KEY_FALLBACKS still decrypt; `reencrypt`
+moves every key to the current SECRET_KEY). Every process keeps the keys it has loaded in memory:
 verifying a token costs no database query unless its `kid` is new to this process (a key
 rotated in by another worker), and such a miss reloads at most once a second so
 forged `kid`s cannot turn into a query per request. When such a reload (or the JWKS's) fails
@@ -23,7 +24,7 @@ from datetime import datetime
 from typing import Any
 
 import jwt
-from cryptography.fernet import Fernet, InvalidToken
+from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes, PublicKeyTypes
@@ -70,8 +71,11 @@ def fernet(secret_key: str, info: bytes) -> Fernet:
     return Fernet(base64.urlsafe_b64encode(derived))
 
 
-def _fernet(secret_key: str) -> Fernet:
-    return fernet(secret_key, b"authserver signing keys at rest")
+def _fernet(secret_keys: str | list[str]) -> MultiFernet:
+    """Encrypts under the first key (SECRET_KEY), decrypts under any (SECRET_KEY_FALLBACKS)."""
+    secrets_ = [secret_keys] if isinstance(secret_keys, str) else secret_keys
+    return MultiFernet([fernet(secret, b"authserver signing keys at rest")
+                        for secret in secrets_])
 
 
 def _generate(algorithm: str) -> tuple[bytes, Any]:
@@ -104,8 +108,9 @@ def _public_jwk(kid: str, algorithm: str, private: Any) -> dict[str, Any] | None
 class KeyRing:
     """The signing keys of one app, cached in this process."""
 
-    def __init__(self, secret_key: str, algorithm: str) -> None:
-        self._fernet = _fernet(secret_key)
+    def __init__(self, secret_keys: str | list[str], algorithm: str) -> None:
+        """`secret_keys`: SECRET_KEY, then SECRET_KEY_FALLBACKS (Settings.secret_keys())."""
+        self._fernet = _fernet(secret_keys)
         self._algorithm = algorithm
         self._keys: dict[str, LoadedKey] = {}
         self._active: LoadedKey | None = None
@@ -120,7 +125,8 @@ class KeyRing:
         except InvalidToken:
             raise RuntimeError(
                 f"signing key {row.kid} cannot be decrypted: SECRET_KEY changed since it was "
-                "made. Restore the old SECRET_KEY or run `flask --app authserver keys rotate`."
+                "made. Put the old SECRET_KEY in SECRET_KEY_FALLBACKS (then run `flask "
+                "--app authserver keys reencrypt`), or run `flask --app authserver keys rotate`."
             ) from None
         signing: bytes | PrivateKeyTypes
         verifying: bytes | PublicKeyTypes
@@ -241,6 +247,24 @@ class KeyRing:
         db.session.flush()
         self.reload()
         return removed
+
+    def reencrypt(self) -> tuple[int, int]:
+        """Re-encrypt every stored key under the current SECRET_KEY (after a rotation, so the
+        old key can leave SECRET_KEY_FALLBACKS); not committed here. Returns (re-encrypted,
+        unreadable): an unreadable key was made under a key no longer held."""
+        done = unreadable = 0
+        for row in db.session.scalars(select(SigningKey).order_by(SigningKey.created_at)):
+            try:
+                row.private_key_encrypted = self._fernet.rotate(
+                    row.private_key_encrypted.encode()).decode()
+            except InvalidToken:
+                unreadable += 1
+                log.error("signing key %s cannot be decrypted with SECRET_KEY or "
+                          "SECRET_KEY_FALLBACKS", row.kid)
+                continue
+            done += 1
+        db.session.flush()
+        return done, unreadable
 
     def listing(self) -> list[KeyInfo]:
         """Every stored key, oldest first, without its private half (`flask keys list`).

@@ -1,16 +1,18 @@
-"""Endpoints about the server itself: liveness, readiness, the JWKS, security.txt and the
-OpenAPI document."""
+"""Endpoints about the server itself: liveness, readiness, the JWKS, security.txt, the
+Prometheus metrics and the OpenAPI document."""
 
 from __future__ import annotations
 
+import hmac
 from datetime import timedelta
 from typing import Any
 
-from flask import Blueprint, Response, current_app
+from flask import Blueprint, Response, current_app, request
+from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4, generate_latest
 from sqlalchemy import Engine, create_engine, text
 from sqlalchemy.pool import NullPool
 
-from authserver import clock
+from authserver import clock, metrics
 from authserver.api.endpoint import Operation, endpoint
 from authserver.config import settings
 from authserver.errors import ErrorCode as E
@@ -120,6 +122,40 @@ security_txt.operation = Operation(  # type: ignore[attr-defined]
     description="`Contact:` lines from SECURITY_CONTACT, `Expires:` (a year ahead), "
                 "`Preferred-Languages: en` and `Canonical:`. `404 not_found` when "
                 "SECURITY_CONTACT is empty.",
+)
+
+
+def _metrics_token_given() -> bool:
+    """No METRICS_TOKEN: open. Else `Authorization: Bearer <it>`, compared in constant time."""
+    token = settings().metrics_token
+    if not token:
+        return True
+    scheme, _, given = request.headers.get("Authorization", "").partition(" ")
+    if scheme.lower() != "bearer":
+        given = ""
+    return hmac.compare_digest(given.strip().encode(), token.encode())
+
+
+@bp.get("/metrics")
+def prometheus_metrics() -> Response:
+    """Prometheus text format (not JSON, so not an @endpoint; declared below like
+    security.txt). Under gunicorn, every worker's values added up (metrics.registry)."""
+    if not _metrics_token_given():
+        raise Problem(401, E.INVALID_TOKEN, "A valid metrics token is required.",
+                      headers={"WWW-Authenticate": 'Bearer realm="metrics"'})
+    return current_app.response_class(generate_latest(metrics.registry()),
+                                      headers={"Content-Type": CONTENT_TYPE_PLAIN_0_0_4})
+
+
+prometheus_metrics.operation = Operation(  # type: ignore[attr-defined]
+    summary="Prometheus metrics, in the text exposition format",
+    tag="meta",
+    errors={401: (E.INVALID_TOKEN,)},
+    headers={"Content-Type": CONTENT_TYPE_PLAIN_0_0_4},
+    description="Sign-ins, codes sent and refreshes counted by outcome, request and provider "
+                "durations, open sessions (docs/api.md, \"Metrics\"). When METRICS_TOKEN is "
+                "set, `Authorization: Bearer <METRICS_TOKEN>` is required (`401 "
+                "invalid_token` otherwise). Under gunicorn, the sum over every worker.",
 )
 
 

@@ -28,7 +28,7 @@ from typing import Any, NoReturn, cast
 
 import pyotp
 import segno
-from cryptography.fernet import Fernet
+from cryptography.fernet import InvalidToken, MultiFernet
 from flask import g, has_request_context
 from sqlalchemy import CursorResult, delete, func, select, update
 from sqlalchemy.exc import IntegrityError
@@ -82,8 +82,12 @@ class StepUp:
 
 
 # -- the secret ------------------------------------------------------------------------------
-def _fernet() -> Fernet:
-    return keys.fernet(settings().secret_key, b"authserver second-factor secrets at rest")
+_AT_REST = b"authserver second-factor secrets at rest"
+
+
+def _fernet() -> MultiFernet:
+    """Encrypts under SECRET_KEY, decrypts under it or any of SECRET_KEY_FALLBACKS."""
+    return MultiFernet([keys.fernet(secret, _AT_REST) for secret in settings().secret_keys()])
 
 
 def _encrypt(secret: str) -> str:
@@ -255,10 +259,15 @@ def remove(user_id: str) -> bool:
 
 
 # -- recovery codes --------------------------------------------------------------------------
-def _recovery_hash(user_id: str, code: str) -> str:
-    key = hmac.new(settings().secret_key.encode(), b"authserver.recovery-code",
-                   hashlib.sha256).digest()
+def _recovery_hash(user_id: str, code: str, secret_key: str = "") -> str:
+    secret = secret_key or settings().secret_key
+    key = hmac.new(secret.encode(), b"authserver.recovery-code", hashlib.sha256).digest()
     return hmac.new(key, f"{user_id}:{code}".encode(), hashlib.sha256).hexdigest()
+
+
+def _recovery_hashes(user_id: str, code: str) -> list[str]:
+    """The code's stored form under SECRET_KEY and each of SECRET_KEY_FALLBACKS."""
+    return [_recovery_hash(user_id, code, secret) for secret in settings().secret_keys()]
 
 
 def _normalize_recovery(code: Any) -> str | None:
@@ -287,12 +296,12 @@ def use_recovery_code(user_id: str, code: Any) -> bool:
     """Use one recovery code once (a conditional UPDATE decides); not committed here."""
     cleaned = _normalize_recovery(code)
     if cleaned is None:
-        hmac.compare_digest(_recovery_hash(user_id, "-"), "0" * 64)  # the same work
+        _recovery_hashes(user_id, "-")  # the same work
         return False
     used = _rowcount(db.session.execute(
         update(RecoveryCode)
         .where(RecoveryCode.user_id == user_id,
-               RecoveryCode.code_hash == _recovery_hash(user_id, cleaned),
+               RecoveryCode.code_hash.in_(_recovery_hashes(user_id, cleaned)),
                RecoveryCode.used_at.is_(None))
         .values(used_at=clock.now()).execution_options(synchronize_session=False))) == 1
     if used:
@@ -340,10 +349,30 @@ def open_token(mfa_token: Any) -> codes.Challenge | None:
         return None
     row = codes.find(PURPOSE, challenge_id)
     expected = row.code_hash if row is not None else "0" * 64
-    genuine = hmac.compare_digest(codes.code_hash(PURPOSE, challenge_id, secret), expected)
+    genuine = codes.code_matches(PURPOSE, challenge_id, secret, expected)
     return row if row is not None and genuine else None
 
 
 def is_live(challenge: codes.Challenge) -> bool:
     return (challenge.consumed_at is None and challenge.invalidated_at is None
             and challenge.expires_at > clock.now())
+
+
+# -- SECRET_KEY rotation ---------------------------------------------------------------------
+def reencrypt_secrets() -> tuple[int, int]:
+    """Re-encrypt every stored authenticator secret under the current SECRET_KEY (`flask keys
+    reencrypt`, after a rotation); not committed here. Returns (re-encrypted, unreadable):
+    an unreadable one was made under a key that is no longer among SECRET_KEY_FALLBACKS."""
+    fernet = _fernet()
+    done = unreadable = 0
+    for row in db.session.scalars(select(TotpFactor)):
+        try:
+            row.secret_encrypted = fernet.rotate(row.secret_encrypted.encode()).decode()
+        except InvalidToken:
+            unreadable += 1
+            log.error("totp secret of user=%s cannot be decrypted with SECRET_KEY or "
+                      "SECRET_KEY_FALLBACKS", row.user_id)
+            continue
+        done += 1
+    db.session.flush()
+    return done, unreadable

@@ -70,7 +70,11 @@ SIGNIN_IP = Limit("signin-ip", ("signin_limit_per_ip",), per_ip=True)
 SIGNIN_ACCOUNT = Limit("signin-account", ("signin_limit_per_account",))
 #: Password sign-ins from one device that signed in before (keyed by its token's nonce).
 SIGNIN_DEVICE = Limit("signin-device", ("signin_limit_per_device",))
+#: Sign-ups that made an account (or were answered as if: EMAIL_VERIFICATION_REQUIRED);
+#: checked first, counted after. A refused one (bad address, weak password, address taken)
+#: costs only the attempts budget below, at the password sign-ins' rate.
 SIGNUP_IP = Limit("signup-ip", ("signup_limit_per_ip",), per_ip=True)
+SIGNUP_ATTEMPT_IP = Limit("signup-attempt-ip", ("signin_limit_per_ip",), per_ip=True)
 SMS_PHONE = Limit("otp-phone", ("otp_limit_per_phone_hour", "otp_limit_per_phone_day"),
                   "Too many codes were sent to this number. Try again later.")
 SMS_IP = Limit("otp-ip", ("otp_limit_per_ip_hour",), TOO_MANY_CODES, per_ip=True)
@@ -103,7 +107,8 @@ TOKEN_IP = Limit("token", ("token_limit_per_ip",), per_ip=True)
 
 LIMITS = (SIGNIN_IP, SIGNIN_ACCOUNT, SIGNIN_DEVICE, SIGNUP_IP, SMS_PHONE, SMS_IP, SMS_COUNTRY,
           SMS_GLOBAL, SMS_VERIFY_IP, MAIL_IP, MAIL_ADDRESS, RESET_IP, RESET_ADDRESS, CODE_GUESSES,
-          LINK_VERIFY_IP, TOKEN_IP, VERIFY_IP, VERIFY_ADDRESS, CHANGE_IP, CHANGE_ADDRESS)
+          LINK_VERIFY_IP, TOKEN_IP, VERIFY_IP, VERIFY_ADDRESS, CHANGE_IP, CHANGE_ADDRESS,
+          SIGNUP_ATTEMPT_IP)
 
 
 # -- applying them ---------------------------------------------------------------------------

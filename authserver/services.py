@@ -15,7 +15,7 @@ from typing import Any, cast
 
 from flask import Flask, current_app
 
-from authserver import phones
+from authserver import metrics, phones
 from authserver.config import EXTENSION_KEY, ConfigError, Settings, load, settings
 from authserver.keys import KeyRing
 from authserver.senders.email import EmailSender, build_email_sender
@@ -53,10 +53,11 @@ def init_app(app: Flask, settings: Settings) -> None:
     config = settings.flask_config()
     try:
         # Gated: a hung provider holds at most SEND_CONCURRENCY of this process's threads.
-        sms: SmsSender = GatedSmsSender(build_sms_sender(config),
-                                        SendGate("sms", settings.send_concurrency))
-        email: EmailSender = GatedEmailSender(build_email_sender(config),
-                                              SendGate("email", settings.send_concurrency))
+        # Timed: every provider call is observed (authserver_sender_duration_seconds).
+        sms: SmsSender = GatedSmsSender(build_sms_sender(config), SendGate(
+            "sms", settings.send_concurrency, timer=metrics.observe_send))
+        email: EmailSender = GatedEmailSender(build_email_sender(config), SendGate(
+            "email", settings.send_concurrency, timer=metrics.observe_send))
     except ValueError as exc:
         raise ConfigError(str(exc)) from exc
     numbers = _test_numbers(settings)
@@ -68,7 +69,7 @@ def init_app(app: Flask, settings: Settings) -> None:
     app.extensions[EXTENSION_KEY] = settings
     app.extensions[_KEY] = Services(
         settings=settings, sms=sms, email=email,
-        keyring=KeyRing(settings.secret_key, settings.jwt_algorithm), test_numbers=numbers)
+        keyring=KeyRing(settings.secret_keys(), settings.jwt_algorithm), test_numbers=numbers)
 
 
 def services(app: Flask | None = None) -> Services:

@@ -7,14 +7,19 @@ Kept here, importable and tested, so the config file stays a list of settings:
   reach a log;
 - limits on the request line and header fields, and the answers to requests gunicorn refuses
   itself (too long, too many headers, malformed): RFC 9457 problems like every other error;
-- the start-up warning that in-memory rate limits are counted per worker.
+- the start-up warning that in-memory rate limits are counted per worker;
+- the log format (LOG_FORMAT, json by default here: `logging_config`) and the metrics'
+  multiprocess folder (PROMETHEUS_MULTIPROC_DIR: `metrics_directory`, emptied as the master
+  starts, `worker_exited` when a worker goes).
 """
 
 from __future__ import annotations
 
 import json
 import os
-from collections.abc import Mapping
+import shutil
+import tempfile
+from collections.abc import Mapping, MutableMapping
 from typing import Any
 
 from pydantic import ValidationError
@@ -109,3 +114,62 @@ def warn_if_limits_per_worker(server: Any) -> None:
     message = shared_limits_warning(int(server.cfg.workers))
     if message:
         server.log.warning(message)
+
+
+# -- logs and metrics ----------------------------------------------------------------------
+#: Set in the environment when gunicorn.conf.py made the metrics folder itself (and so
+#: removes it when the master exits).
+_OWN_METRICS_DIR = "AUTHSERVER_OWN_METRICS_DIR"
+
+
+def logging_config(environ: MutableMapping[str, str] | None = None) -> dict[str, Any] | None:
+    """LOG_FORMAT defaults to json under gunicorn (set in the environment, so the app reads
+    the same); the logconfig_dict that makes gunicorn's own logs that format too."""
+    from authserver.logs import gunicorn_logconfig
+
+    env: MutableMapping[str, str] = os.environ if environ is None else environ
+    if not env.get("LOG_FORMAT"):
+        env["LOG_FORMAT"] = "json"
+    return gunicorn_logconfig(env["LOG_FORMAT"].strip().lower())
+
+
+def metrics_directory(environ: MutableMapping[str, str] | None = None) -> str:
+    """The folder every worker writes its metric values to (PROMETHEUS_MULTIPROC_DIR): the
+    one given, or a fresh temporary one. Set in the environment before any worker imports
+    prometheus_client, which picks its file-backed values at import."""
+    env: MutableMapping[str, str] = os.environ if environ is None else environ
+    if not env.get("PROMETHEUS_MULTIPROC_DIR"):
+        env["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="authserver-metrics-")
+        env[_OWN_METRICS_DIR] = env["PROMETHEUS_MULTIPROC_DIR"]
+    return env["PROMETHEUS_MULTIPROC_DIR"]
+
+
+def clean_metrics_directory(server: Any = None) -> None:
+    """gunicorn's `on_starting` hook: values a previous master's workers left in the folder
+    would be added to this one's; start from an empty folder. Not for a master started by
+    USR2 (`master_pid` set): it takes over from a running one whose workers still count."""
+    if getattr(server, "master_pid", 0):
+        return
+    directory = metrics_directory()
+    os.makedirs(directory, exist_ok=True)
+    for name in os.listdir(directory):
+        path = os.path.join(directory, name)
+        if os.path.isfile(path) and name.endswith(".db"):
+            os.unlink(path)
+
+
+def worker_exited(server: Any, worker: Any) -> None:
+    """gunicorn's `child_exit` hook: a dead worker's live gauges stop counting."""
+    from prometheus_client import multiprocess
+
+    multiprocess.mark_process_dead(worker.pid)
+
+
+def remove_own_metrics_directory(server: Any = None) -> None:
+    """gunicorn's `on_exit` hook: the temporary folder made by `metrics_directory` goes,
+    unless a new master (USR2, `reexec_pid`) goes on with it."""
+    if getattr(server, "reexec_pid", 0):
+        return
+    own = os.environ.get(_OWN_METRICS_DIR)
+    if own and own == os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        shutil.rmtree(own, ignore_errors=True)

@@ -114,17 +114,29 @@ def open_session(user: User, amr: list[str], client: str,
     return session, refresh_token
 
 
-def _successor(refresh_token: str) -> str:
+def _successor(refresh_token: str, secret_key: str = "") -> str:
     """The token that replaces `refresh_token`: derived, not random, so that every request
     that presents the same token inside the grace window gets the very same successor.
 
     A thief replaying a just-rotated token therefore shares the one chain with the owner, and
     the next rotation by either of them is a reuse the other one trips over.
     """
-    key = settings().secret_key.encode()
+    key = (secret_key or settings().secret_key).encode()
     digest = hmac.new(key, b"authserver.refresh-successor:" + refresh_token.encode(),
                       hashlib.sha256).digest()
     return base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
+
+
+def _stored_successor(refresh_token: str, parent_id: int) -> str:
+    """The successor the winning rotation stored, derived under whichever of SECRET_KEY and
+    SECRET_KEY_FALLBACKS it used: a SECRET_KEY rotation between the winner and a replay inside
+    the grace window must not hand the replay a token that was never stored."""
+    candidates = {_hash(successor): successor for successor in (
+        _successor(refresh_token, secret) for secret in settings().secret_keys())}
+    stored = db.session.scalar(select(RefreshToken.token_hash).where(  # the unique index
+        RefreshToken.token_hash.in_(list(candidates)), RefreshToken.parent_id == parent_id))
+    # None: made under a key no longer held, so no successor we could give would work.
+    return candidates[stored] if stored is not None else _successor(refresh_token)
 
 
 def _mint_refresh(session: Session, parent_id: int | None, token: str | None = None) -> str:
@@ -183,7 +195,7 @@ def rotate(refresh_token: str) -> Rotated:
         # A concurrent client inside the grace window gets the same successor the winner
         # got (already stored by the winner's transaction).
         log.info("refresh inside grace window sid=%s", session.id)
-        return Rotated(session, user, _successor(refresh_token))
+        return Rotated(session, user, _stored_successor(refresh_token, row.id))
     session.last_used_at = now
     new_token = _mint_refresh(session, parent_id=row.id, token=_successor(refresh_token))
     # Committed here, not at the edge: the winner's successor must be stored before the

@@ -41,3 +41,9 @@ def totp_code(secret: str, offset_steps: int = 0) -> str:
     from authserver import clock
 
     return pyotp.TOTP(secret).at(clock.timestamp() + 30 * offset_steps)
+
+
+def stable_headers(response) -> set[tuple[str, str]]:  # type: ignore[no-untyped-def]
+    """The response's headers, less the one that differs per request by design (its id)."""
+    return {(name, value) for name, value in response.headers
+            if name.lower() != "x-request-id"}

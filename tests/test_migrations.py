@@ -138,7 +138,7 @@ def _schema_matches_models(app) -> None:
         diff = compare_metadata(MigrationContext.configure(conn), db.metadata)
         assert diff == [], f"migrations differ from models on {conn.dialect.name}: {diff}"
         assert conn.exec_driver_sql("SELECT version_num FROM alembic_version").scalar() \
-            == "0007"
+            == "0008"
 
 
 def test_downgrade_to_base_and_up_again(tmp_path, mysql_url):

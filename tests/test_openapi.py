@@ -21,7 +21,7 @@ from tests.flows.magic_helpers import last_mail
 from tests.flows.sms_helpers import last_code
 from tests.helpers import bearer
 
-API_PREFIXES = ("/api/", "/.well-known/", "/healthz", "/readyz", "/openapi.json")
+API_PREFIXES = ("/api/", "/.well-known/", "/healthz", "/readyz", "/openapi.json", "/metrics")
 
 
 @pytest.fixture

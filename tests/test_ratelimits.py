@@ -143,7 +143,8 @@ def test_ip_key_counts_ipv6_by_64(address, key):
 def test_every_per_ip_limit_is_marked_per_ip():
     per_ip = {limit.name for limit in ratelimits.LIMITS if limit.per_ip}
     assert per_ip == {"signin-ip", "signup-ip", "otp-ip", "otp-verify-ip", "magic-link-ip",
-                      "reset-ip", "link-verify", "token", "verify-email-ip", "change-email-ip"}
+                      "reset-ip", "link-verify", "token", "verify-email-ip", "change-email-ip",
+                      "signup-attempt-ip"}
 
 
 def _ipv6_in(prefix: str) -> str:

@@ -16,8 +16,8 @@ from authserver.schemas.responses import (
     IsAuthenticated,
     Me,
     TokenResponse,
+    me_object,
     token_response,
-    user_object,
 )
 from authserver.transactions import committed
 
@@ -54,7 +54,7 @@ def logout(body: Logout | None) -> None:
                       "and how many recovery codes are left.")
 def me() -> Me:
     user = tokens.current_user()
-    return Me.model_validate({**user_object(user).model_dump(), "mfa": mfa.status(user.id)})
+    return me_object(user, mfa.status(user.id))
 
 
 @bp.get("/isAuthenticated")

@@ -172,3 +172,9 @@ def reset(user_id: str, *, actor_id: str | None = None) -> bool:
         emit(Event(EventType.MFA_RESET, user_id=user_id, actor_id=actor_id))
     log.warning("second factor reset by an administrator user=%s removed=%s", user_id, removed)
     return removed
+
+
+def reencrypt() -> tuple[int, int]:
+    """After a SECRET_KEY rotation: every authenticator secret re-encrypted under the current
+    key; (re-encrypted, unreadable). Not committed here."""
+    return mfa.reencrypt_secrets()

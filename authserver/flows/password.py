@@ -36,7 +36,12 @@ def sign_up(email: str, password: str, name: str | None = None, *, client: str =
     """
     if not settings().password_signup_enabled:
         raise Problem(403, "forbidden", "Sign-up with a password is turned off on this server.")
-    ratelimits.hit(ratelimits.SIGNUP_IP, client_ip())
+    # Every try costs an attempt; only a sign-up that stands counts against
+    # SIGNUP_LIMIT_PER_IP (checked now, counted at the end: parallel sign-ups from one
+    # address may overshoot it by the few in flight at once).
+    ip = client_ip()
+    ratelimits.check(ratelimits.SIGNUP_IP, ip)
+    ratelimits.hit(ratelimits.SIGNUP_ATTEMPT_IP, ip)
     email = normalize_email(email)
     # Also raises 422 breached_password (and 503 when the breach check is down and set to
     # fail closed): the policy is one function, so every caller refuses the same passwords.
@@ -68,6 +73,9 @@ def sign_up(email: str, password: str, name: str | None = None, *, client: str =
         log.info("sign-up user=%s", user_id)
     # The sign-up stands before its mail goes out, and a mail that fails never undoes it.
     db.session.commit()
+    # Also for an address that had an account under EMAIL_VERIFICATION_REQUIRED: its answer
+    # is a success's, and so is its cost.
+    ratelimits.count(ratelimits.SIGNUP_IP, ip)
     email_verification.after_sign_up(email, user_id, binding=binding)
     return issued
 

@@ -9,6 +9,7 @@ from authserver.models.one_time_code import OneTimeCode
 from authserver.models.session import RefreshToken, Session
 from authserver.models.signing_key import SigningKey
 from authserver.models.user import Role, User, user_roles
+from authserver.models.webhook import WebhookOutbox
 
 __all__ = [
     "AuditEvent",
@@ -23,5 +24,6 @@ __all__ = [
     "SigningKey",
     "TotpFactor",
     "User",
+    "WebhookOutbox",
     "user_roles",
 ]

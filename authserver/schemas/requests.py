@@ -149,6 +149,10 @@ class UserSearch(RequestBody):
     """Query parameters of GET /admin/users (always strings; nothing here can fail)."""
 
     email: str | None = Field(None, description="Find the user with this e-mail address.")
+    phone: str | None = Field(None, description="Find the user with this phone number (any "
+                                                "common notation; normalised to E.164).")
+    cursor: str | None = Field(None, description="`next_cursor` of the previous page.")
+    limit: str | None = Field(None, description="Users per page, 1 to 100 (default 50).")
 
 
 class AuditQuery(RequestBody):

@@ -115,6 +115,8 @@ class IsAdmin(ResponseBody):
 
 class UserList(ResponseBody):
     users: list[User]
+    next_cursor: str | None = Field(
+        None, description="Pass as `cursor` for the next page; null on the last one.")
 
 
 class SessionInfo(ResponseBody):
@@ -229,3 +231,8 @@ def token_response(issued: IssuedTokens) -> TokenResponse:
 def user_object(user: UserRow) -> User:
     """THE way a user row becomes the contract's user object."""
     return User.model_validate(user.to_dict())
+
+
+def me_object(user: UserRow, mfa_status: dict[str, Any]) -> Me:
+    """`GET /me`'s body (also the `data` of the user webhooks): the user object and `mfa`."""
+    return Me.model_validate({**user_object(user).model_dump(), "mfa": mfa_status})

@@ -8,14 +8,16 @@ take well under a second) and is then refused with SenderUnavailable, which the 
 already answer as 503 service_unavailable with Retry-After. Nothing was sent, so the code
 row is dropped and the resend cooldown given back, as for any provider that refused.
 
-The senders are wrapped in services.py; a sender swapped in by a test is not gated.
+The senders are wrapped in services.py; a sender swapped in by a test is not gated. Every
+real provider call goes through a gate's slot, so the slot also times it for the metrics
+(`timer`, authserver.metrics.observe_send: authserver_sender_duration_seconds{channel}).
 """
 
 from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 from authserver.senders.base import SenderUnavailable
@@ -32,12 +34,15 @@ SLOT_WAIT = 0.25
 class SendGate:
     """At most `limit` calls at once through this gate, in this process."""
 
-    def __init__(self, channel: str, limit: int, wait: float = SLOT_WAIT) -> None:
+    def __init__(self, channel: str, limit: int, wait: float = SLOT_WAIT, *,
+                 timer: Callable[[str], Callable[[], None]] | None = None) -> None:
         if limit < 1:
             raise ValueError("SEND_CONCURRENCY must be at least 1")
         self.channel = channel
         self.limit = limit
         self.wait = wait
+        #: Called as a provider call starts; what it returns is called when the call ends.
+        self.timer = timer
         self._slots = threading.BoundedSemaphore(limit)
 
     @contextmanager
@@ -46,9 +51,12 @@ class SendGate:
             log.warning("%s provider busy: %d calls already waiting on it; refused",
                         self.channel, self.limit)
             raise SenderUnavailable(f"{self.channel} provider busy")
+        done = self.timer(self.channel) if self.timer is not None else None
         try:
             yield
         finally:
+            if done is not None:
+                done()
             self._slots.release()
 
 

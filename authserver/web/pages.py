@@ -7,7 +7,7 @@ from typing import Any
 from flask import render_template
 from flask_wtf import FlaskForm
 
-from authserver.errors import Problem
+from authserver.errors import Problem, page_detail
 
 #: What a page handler returns: body, status, headers.
 Page = tuple[str, int, dict[str, str]]
@@ -24,10 +24,11 @@ def render_form(template: str, form: FlaskForm, problem: Problem | None = None,
     if problem is not None:
         status = problem.status
         field = getattr(form, problem.field, None) if problem.field else None
+        detail = page_detail(problem)  # a 429 says how long to wait
         if field is not None and field.name != "csrf_token":
-            field.errors = [*field.errors, problem.detail]
+            field.errors = [*field.errors, detail]
         else:
-            context["page_error"] = problem.detail
+            context["page_error"] = detail
     elif form.errors:
         status = 400
     return render_template(template, form=form, **context), status, headers

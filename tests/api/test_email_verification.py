@@ -30,7 +30,7 @@ from tests.flows.magic_helpers import (
     wrong_code,
 )
 from tests.flows.sms_helpers import last_code
-from tests.helpers import bearer, problem
+from tests.helpers import bearer, problem, stable_headers
 from tests.race import pool_per_racer, race
 
 SIGNUP = "/api/v1/signup"
@@ -214,7 +214,7 @@ class TestRequired:
                    for email in ("known@example.com", EMAIL)]
         for response in answers:
             assert (response.status_code, response.get_json()) == (202, {"sent": True})
-            assert set(response.headers) == set(answers[0].headers)
+            assert stable_headers(response) == stable_headers(answers[0])
             assert response.data == answers[0].data
         # The registered owner is told; nothing about the account changed.
         [notice] = mails(app, "known@example.com")
@@ -315,7 +315,7 @@ def test_a_taken_address_answers_the_same_then_confirming_is_409(app, client, si
     taken = change(client, ada["access_token"], NEW_EMAIL)
     for response in (free, taken):
         assert (response.status_code, response.get_json()) == (202, {"sent": True})
-    assert set(free.headers) == set(taken.headers)
+    assert stable_headers(free) == stable_headers(taken)
     token, _ = link_mail(app, NEW_EMAIL)
     refused = client.post(VERIFY, json={"token": token})
     assert refused.status_code == 409 and problem(refused)["code"] == "email_taken"
