@@ -42,7 +42,17 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
         hops = loaded.proxy_fix_hops
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops, x_host=0)  # type: ignore[method-assign]
 
-    from authserver import cli, cors, errors, headers, logs, metrics, request_limits, services
+    from authserver import (
+        audit,
+        cli,
+        cors,
+        errors,
+        headers,
+        logs,
+        metrics,
+        request_limits,
+        services,
+    )
     from authserver.extensions import csrf, db, limiter, migrate
 
     db.init_app(app)
@@ -51,6 +61,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     csrf.init_app(app)
     limiter.init_app(app)
     services.init_app(app, loaded)
+    audit.init_app(app)
 
     from authserver import api, meta, web
 

@@ -145,6 +145,9 @@ class Settings(BaseModel):
         7 * 24 * 3600, description="seconds `flask prune` keeps a rotated refresh token, so "
         "that its replay still revokes the session")
     handoff_code_ttl: int = Field(60, description="lifetime of the one-time code on redirect_to")
+    # Audit trail (audit.py)
+    audit_retention_days: int = Field(
+        90, ge=0, description="days `flask prune` keeps audit events; 0 keeps them forever")
     # Second factor (authenticator app, recovery codes)
     mfa_required_roles: CommaList = Field(
         default_factory=lambda: ["admin"],

@@ -1,5 +1,5 @@
 """Deleting what can no longer be used: expired codes, links, hand-offs, cooldowns, sessions,
-and refresh tokens rotated long ago.
+refresh tokens rotated long ago, and audit events older than AUDIT_RETENTION_DAYS.
 
 Nothing on the sign-in path depends on this running; it keeps the tables small. Run it from
 cron or a scheduler: `flask --app authserver prune`.
@@ -37,6 +37,7 @@ from authserver import clock
 from authserver.config import settings
 from authserver.extensions import db
 from authserver.models import (
+    AuditEvent,
     HandoffCode,
     OneTimeCode,
     RefreshToken,
@@ -104,4 +105,10 @@ def prune(keep_days: int = 7, batch_size: int = BATCH_SIZE) -> dict[str, int]:
          or_(WebhookOutbox.delivered_at < cutoff, WebhookOutbox.failed_at < cutoff)),
     ):
         counts[name] = _delete_in_batches(model, key, condition, batch_size)
+    # The audit trail keeps AUDIT_RETENTION_DAYS, whatever `keep_days` says (0: forever).
+    if config.audit_retention_days > 0:
+        counts["audit_events"] = _delete_in_batches(
+            AuditEvent, AuditEvent.id,
+            AuditEvent.created_at < now - timedelta(days=config.audit_retention_days),
+            batch_size)
     return counts

@@ -7,7 +7,7 @@ import base64
 import json
 from datetime import UTC, datetime
 
-from authserver import accounts, phones, tokens
+from authserver import accounts, audit, phones, tokens
 from authserver.api import bp
 from authserver.api.endpoint import BEARER, endpoint
 from authserver.errors import ErrorCode as E
@@ -15,8 +15,8 @@ from authserver.errors import Problem
 from authserver.flows import mfa as mfa_flow
 from authserver.identifiers import normalize_email
 from authserver.models import User as UserRow
-from authserver.schemas.requests import RoleGrant, UserSearch
-from authserver.schemas.responses import User, UserList, user_object
+from authserver.schemas.requests import AuditQuery, RoleGrant, UserSearch
+from authserver.schemas.responses import AuditPage, User, UserList, user_object
 from authserver.transactions import committed
 
 ADMIN_ONLY = ("Needs a token whose user has the role `admin` (re-read on every request), from "
@@ -138,3 +138,28 @@ def reset_mfa(user_id: str) -> User:
     user = accounts.get(user_id)
     mfa_flow.reset(user.id, actor_id=tokens.current_user().id)
     return user_object(user)
+
+
+def _whole(value: str | None, name: str, low: int, high: int) -> int | None:
+    if value is None or value == "":
+        return None
+    if not value.isascii() or not value.isdigit() or not low <= int(value) <= high:
+        raise Problem(422, E.INVALID_REQUEST, f"{name} is a whole number from {low} to "
+                      f"{high}.", field=name)
+    return int(value)
+
+
+@bp.get("/admin/audit")
+@tokens.require_role("admin")
+@endpoint(summary="Read the audit trail", tag="admin", query=AuditQuery, response=AuditPage,
+          security=(BEARER,),
+          description=ADMIN_ONLY + " Newest first, keyset-paginated by id: pass the answer's "
+                                   "`next` as `before` for the next page.",
+          errors={403: ADMIN_REFUSALS, 422: [E.INVALID_REQUEST]})
+def audit_trail(query: AuditQuery) -> AuditPage:
+    before = _whole(query.before, "before", 1, 2 ** 63 - 1)
+    limit = _whole(query.limit, "limit", 1, audit.MAX_LIMIT) or audit.DEFAULT_LIMIT
+    rows, following = audit.page(user_id=query.user_id or None, type_=query.type or None,
+                                 before=before, limit=limit)
+    return AuditPage.model_validate({"events": [row.to_dict() for row in rows],
+                                     "next": following})

@@ -10,13 +10,19 @@ from typing import Any
 
 from flask import g
 
-from authserver import tokens
+from authserver import audit, tokens
 from authserver.api import bp
 from authserver.api.endpoint import BEARER, endpoint
 from authserver.errors import ErrorCode as E
 from authserver.flows import account, phone_change
 from authserver.schemas.requests import PasswordChange, PhoneChange, PhoneChangeVerify
-from authserver.schemas.responses import OtpSent, SessionList, User, user_object
+from authserver.schemas.responses import (
+    ActivityList,
+    OtpSent,
+    SessionList,
+    User,
+    user_object,
+)
 from authserver.transactions import committed
 
 RECENT = {401: [E.REAUTHENTICATION_REQUIRED]}
@@ -88,3 +94,14 @@ def list_sessions() -> SessionList:
           security=(BEARER,), errors={404: [E.NOT_FOUND]})
 def end_session(session_id: str) -> None:
     account.end_session(g.claims.user_id, session_id)
+
+
+@bp.get("/me/activity")
+@tokens.require_auth
+@endpoint(summary="The account's recent security events", tag="account",
+          response=ActivityList, security=(BEARER,),
+          description="The last 20 events about this account (sign-ins and refused ones, "
+                      "sign-outs, changes), newest first.")
+def activity() -> ActivityList:
+    return ActivityList.model_validate(
+        {"events": [audit.own_view(row) for row in audit.recent(g.claims.user_id)]})

@@ -1,5 +1,6 @@
 """The database tables. Import models from here: `from authserver.models import User`."""
 
+from authserver.models.audit import AuditEvent
 from authserver.models.cooldown import SendCooldown
 from authserver.models.counter import Counter
 from authserver.models.handoff import HandoffCode
@@ -11,6 +12,7 @@ from authserver.models.user import Role, User, user_roles
 from authserver.models.webhook import WebhookOutbox
 
 __all__ = [
+    "AuditEvent",
     "Counter",
     "HandoffCode",
     "OneTimeCode",

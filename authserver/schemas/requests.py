@@ -153,3 +153,14 @@ class UserSearch(RequestBody):
                                                 "common notation; normalised to E.164).")
     cursor: str | None = Field(None, description="`next_cursor` of the previous page.")
     limit: str | None = Field(None, description="Users per page, 1 to 100 (default 50).")
+
+
+class AuditQuery(RequestBody):
+    """Query parameters of GET /admin/audit (strings; the view checks the numbers: 422)."""
+
+    user_id: str | None = Field(None, description="Only this user's events.")
+    type: str | None = Field(None, description="Only events of this type, e.g. "
+                                               "`signin.failed`.")
+    before: str | None = Field(None, description="Only events with a smaller id: the `next` "
+                                                 "of the previous page.")
+    limit: str | None = Field(None, description="Events per page, 1 to 200 (default 50).")

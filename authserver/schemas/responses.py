@@ -175,6 +175,50 @@ class Ready(ResponseBody):
                     "`rate_limit_store` (Redis; limits are counted per process meanwhile)")
 
 
+_DATE_TIME = WithJsonSchema({"type": "string", "format": "date-time"})
+
+
+class AuditEvent(ResponseBody):
+    """One row of the audit trail (GET /admin/audit): never a secret, code, token or
+    password."""
+
+    id: int
+    created_at: Annotated[str, _DATE_TIME]
+    type: str = Field(description="See \"Audit trail\" in the contract for the types.")
+    user_id: str | None = Field(description="Whom it is about; null for an unknown address "
+                                            "or phone (never named).")
+    actor_id: str | None = Field(description="The administrator who did it, if not the user.")
+    ip: str | None
+    user_agent: str | None
+    method: str | None = Field(description="How a sign-in was proved: password, sms, "
+                                           "email_link, email_code, totp, recovery_code, "
+                                           "password_reset, handoff, refresh.")
+    outcome: str | None
+    detail: dict[str, Any]
+
+
+class AuditPage(ResponseBody):
+    events: list[AuditEvent] = Field(description="Newest first.")
+    next: int | None = Field(description="`before` for the next page; null on the last.")
+
+
+class ActivityItem(ResponseBody):
+    """One of the account's own recent events (GET /me/activity)."""
+
+    id: int
+    created_at: Annotated[str, _DATE_TIME]
+    type: str
+    method: str | None
+    outcome: str | None
+    ip: str | None
+    user_agent: str | None
+    label: str = Field(description='For people: "Signed in (text message)".')
+
+
+class ActivityList(ResponseBody):
+    events: list[ActivityItem] = Field(description="The last 20, newest first.")
+
+
 class OpenApiDocument(RootModel[dict[str, Any]]):
     """An OpenAPI 3.1 document."""
 

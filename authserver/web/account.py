@@ -1,11 +1,12 @@
-"""/account: who is signed in, how, where else; sign out here or everywhere."""
+"""/account: who is signed in, how, where else, what happened lately (the last 10 audit
+events); sign out here or everywhere."""
 
 from __future__ import annotations
 
 from flask import redirect, render_template, url_for
 from werkzeug.wrappers import Response
 
-from authserver import sessions
+from authserver import audit, sessions
 from authserver.transactions import committed
 from authserver.web import bp
 from authserver.web import session as web_session
@@ -13,6 +14,9 @@ from authserver.web.forms import ConfirmForm
 
 AMR_LABELS = {"pwd": "password", "sms": "code texted to your phone",
               "email": "link or code e-mailed to you", "otp": "one-time code", "mfa": "2 factors"}
+
+#: How many of the account's recent events the page lists.
+ACTIVITY_SHOWN = 10
 
 
 @bp.get("/account")
@@ -23,7 +27,9 @@ def account() -> Response | str:
     current, user = found
     return render_template("account.html", user=user, current=current,
                            sessions=sessions.active_for(user),
-                           amr_labels=AMR_LABELS, form=ConfirmForm())
+                           amr_labels=AMR_LABELS, form=ConfirmForm(),
+                           activity=audit.recent(user.id, ACTIVITY_SHOWN),
+                           activity_label=audit.label)
 
 
 @bp.post("/logout")

@@ -1,7 +1,7 @@
 """webhook_outbox: events waiting for (or done with) delivery to WEBHOOK_URL
 
 Revision ID: 0008
-Revises: 0006
+Revises: 0007
 Create Date: 2026-11-30 06:00:00
 """
 from alembic import op
@@ -11,7 +11,7 @@ import authserver.models.base
 
 
 revision = '0008'
-down_revision = '0006'
+down_revision = '0007'
 branch_labels = None
 depends_on = None
 
