@@ -44,7 +44,7 @@ def test_account_page_font_ids_and_devices(server, page):
     assert fonts and set(fonts) == {body_font}
     ids = page.evaluate("[...document.querySelectorAll('[id]')].map(e => e.id)")
     assert len(ids) == len(set(ids)), ids
-    sessions = page.locator(".sessions").inner_text()
+    sessions = page.locator("#account-sessions").inner_text()
     assert "Safari on iPhone" in sessions and "Chrome on Linux" in sessions
     shoot(page, "account-sessions")
 
