@@ -10,7 +10,8 @@ import os
 from collections.abc import Mapping
 from typing import Any
 
-from flask import Flask
+from flask import Flask, Request
+from flask.sessions import SecureCookieSession, SecureCookieSessionInterface
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from authserver import config as settings
@@ -36,6 +37,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     # Flask's own keys (TESTING, WTF_CSRF_ENABLED, …) pass straight through.
     app.config.update({k: v for k, v in overrides.items() if k.upper() not in settings.NAMES})
     app.json.sort_keys = False  # type: ignore[attr-defined]
+    app.session_interface = _CookieSessions()
     _configure_logging(app, loaded.log_level, loaded.log_format)
 
     if loaded.proxy_fix_hops:
@@ -52,6 +54,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
         metrics,
         request_limits,
         services,
+        session_checks,
     )
     from authserver.extensions import csrf, db, limiter, migrate
 
@@ -61,6 +64,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     csrf.init_app(app)
     limiter.init_app(app)
     services.init_app(app, loaded)
+    session_checks.init_app(app, loaded)
     audit.init_app(app)
 
     from authserver import api, meta, web
@@ -81,6 +85,17 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     from authserver import webhooks  # the webhook outbox's sink, when WEBHOOK_URL is set
     webhooks.init_app(app)
     return app
+
+
+class _CookieSessions(SecureCookieSessionInterface):
+    """Flask's signed-cookie sessions, opened without building a signer when the request
+    carries no session cookie: API callers never do, and the token check is on every request
+    of every service that uses us."""
+
+    def open_session(self, app: Flask, request: Request) -> SecureCookieSession | None:
+        if not request.cookies.get(self.get_cookie_name(app)):
+            return self.session_class()
+        return super().open_session(app, request)
 
 
 def _sqlite_foreign_keys(app: Flask, database_url: str) -> None:

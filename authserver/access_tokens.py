@@ -75,12 +75,32 @@ def sign(user_id: str, session_id: str, amr: list[str], roles: list[str],
     return token, ttl
 
 
+#: Parsed JOSE headers by their encoded segment. Every token a key signs carries the same
+#: header, so this spares parsing the whole token twice (once for its `kid`, once to verify)
+#: on the hot path; only headers of known keys are kept, a handful.
+_HEADERS: dict[str, dict[str, Any]] = {}
+_HEADERS_MAX = 64
+
+
+def _header(token: str) -> dict[str, Any]:
+    segment = token.partition(".")[0]
+    header = _HEADERS.get(segment)
+    if header is None:
+        try:
+            header = jwt.get_unverified_header(token)
+        except jwt.PyJWTError:
+            raise invalid_token("The access token is malformed.") from None
+        kid = header.get("kid")
+        if isinstance(kid, str) and keyring().get(kid) is not None:
+            if len(_HEADERS) >= _HEADERS_MAX:
+                _HEADERS.clear()
+            _HEADERS[segment] = header
+    return header
+
+
 def decode(token: str) -> dict[str, Any]:
     """Check signature, algorithm, iss, aud and exp. Raises Problem(401 invalid_token)."""
-    try:
-        header = jwt.get_unverified_header(token)
-    except jwt.PyJWTError:
-        raise invalid_token("The access token is malformed.") from None
+    header = _header(token)
     kid = header.get("kid")
     alg = header.get("alg")
     if not isinstance(kid, str) or alg not in ALLOWED_ALGORITHMS:

@@ -518,6 +518,18 @@ class Settings(BaseModel):
         )
         return config
 
+    def checks_engine_options(self) -> dict[str, Any] | None:
+        """Options of session_checks.py's engine (the token check's one query), on MySQL:
+        the same database through autocommit connections that are neither pinged before use
+        nor rolled back after it, so the check costs one round trip (a dropped connection is
+        retried there instead). None: SQLite reads through the main engine."""
+        if not self.database_url.startswith("mysql"):
+            return None
+        options = self._bounded(engine_options(self.database_url))
+        options.update(isolation_level="AUTOCOMMIT", pool_pre_ping=False,
+                       pool_reset_on_return=None, skip_autocommit_rollback=True)
+        return options
+
     def _bounded(self, options: dict[str, Any]) -> dict[str, Any]:
         """`options` with every database wait bounded by the DATABASE_*_TIMEOUT settings, so a
         hung database answers 503 in seconds instead of holding a worker thread."""
@@ -613,6 +625,9 @@ def engine_options(url: str) -> dict[str, Any]:
         return {
             "pool_pre_ping": True,
             "pool_recycle": 280,
+            # As many kept-open connections as a worker has threads (gunicorn.conf.py: 8),
+            # so a busy worker does not open and close overflow connections per request.
+            "pool_size": 10,
             # Bounded waits so a dead database answers 503 instead of hanging a worker;
             # Settings.flask_config puts the DATABASE_*_TIMEOUT settings over these.
             "connect_args": {"connect_timeout": 2, "read_timeout": 2.5, "write_timeout": 2.5,

@@ -5,9 +5,11 @@ from __future__ import annotations
 import ipaddress
 import logging
 import time
+from collections.abc import Callable
+from typing import Any
 
 import flask_limiter
-from flask import Flask, request
+from flask import Flask, current_app, request
 from flask_migrate import Migrate
 from flask_sqlalchemy import SQLAlchemy
 from flask_wtf.csrf import CSRFProtect
@@ -70,6 +72,18 @@ class Limiter(flask_limiter.Limiter):
 
     #: Seconds between tries of a storage that failed.
     RETRY_INTERVAL = 5.0
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        #: The view functions that carry a route limit (ratelimits.route adds them).
+        self.limited_views: set[Callable[..., Any]] = set()
+
+    def _check_request_limit(self, callable_name: str | None = None,
+                             in_middleware: bool = True) -> None:
+        # A request to a view without a route limit skips Flask-Limiter's per-request work of
+        # finding that out: the token check is on every request of every service using us.
+        if current_app.view_functions.get(request.endpoint or "") in self.limited_views:
+            super()._check_request_limit(callable_name, in_middleware)
 
     def init_app(self, app: Flask) -> None:
         self._storage_options = {}  # this app's RATELIMIT_STORAGE_OPTIONS, not the last one's

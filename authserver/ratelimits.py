@@ -114,7 +114,14 @@ LIMITS = (SIGNIN_IP, SIGNIN_ACCOUNT, SIGNIN_DEVICE, SIGNUP_IP, SMS_PHONE, SMS_IP
 # -- applying them ---------------------------------------------------------------------------
 def route(limit: Limit) -> Callable[[Any], Any]:
     """Decorator: `limit` per client IP on this view (RATELIMIT_ENABLED=false turns it off)."""
-    return limiter.limit(lambda: limit.rate())
+    decorate = limiter.limit(lambda: limit.rate())
+
+    def apply(view: Any) -> Any:
+        limited = decorate(view)
+        limiter.limited_views.add(limited)
+        return limited
+
+    return apply
 
 
 def _items(limit: Limit) -> list[RateLimitItem]:

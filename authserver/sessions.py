@@ -284,22 +284,6 @@ def revoke_own(user_id: str, session_id: str, *, reason: str = "logout") -> bool
 
 
 # -- reading ---------------------------------------------------------------------------------
-def is_open(session_id: str, user_id: str) -> bool:
-    """Whether an access token's session is still open and its user enabled.
-
-    One query: the session by its primary key joined to its user by theirs (the hot path of
-    every revocation check), so a disabled user's token is refused even if a session of
-    theirs was left open.
-    """
-    row = db.session.execute(
-        select(Session.user_id, Session.revoked_at, Session.expires_at, User.disabled)
-        .join(User, User.id == Session.user_id)
-        .where(Session.id == session_id)
-    ).first()
-    return not (row is None or row.user_id != user_id or row.revoked_at is not None
-                or row.expires_at <= clock.now() or row.disabled)
-
-
 def active(session_id: str) -> Session | None:
     """The session row if it is open (for cookie-based web sessions)."""
     session = db.session.get(Session, session_id)

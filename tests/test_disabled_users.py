@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 from sqlalchemy import func, select, text, update
 
-from authserver import accounts, passwords, sessions, tokens
+from authserver import accounts, passwords, session_checks, tokens
 from authserver.errors import Problem
 from authserver.extensions import db
 from authserver.flows import password as password_flow
@@ -75,7 +75,7 @@ def test_verify_refuses_a_disabled_user_in_the_one_session_lookup(app):
     with pytest.raises(Problem) as info:
         tokens.verify(issued.access_token)
     assert info.value.code == "invalid_token"
-    assert not sessions.is_open(issued.session_id, user.id)
+    assert not session_checks.is_open(issued.session_id, user.id)
 
 
 def test_issue_rechecks_the_flag_a_stale_user_object_missed(app):

@@ -101,7 +101,8 @@ def test_a_hung_redis_costs_a_request_its_short_timeout_only(client, signup, pri
         started = time.monotonic()
         for _ in range(3):
             assert sign_in(client).status_code == 200
-        assert time.monotonic() - started < 1.5  # the outage is known: memory at once
+        # The outage is known: memory at once (three argon2id checks, on a busy machine).
+        assert time.monotonic() - started < 3
         started = time.monotonic()
         assert client.get("/readyz").get_json()["status"] == "degraded"
         assert time.monotonic() - started < 2

@@ -33,12 +33,13 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
+import jwt
 import pymysql
 import pytest
 from sqlalchemy import event, insert, text
 from sqlalchemy.engine import make_url
 
-from authserver import accounts, passwords
+from authserver import accounts, passwords, session_checks
 from authserver.extensions import db
 from authserver.models import (
     AuditEvent,
@@ -228,6 +229,15 @@ class Recorder:
         finally:
             event.remove(db.engine, "before_cursor_execute", record)
 
+    def add_token_checks(self, path: str, access_token: str) -> None:
+        """The token check's statements (session_checks.py runs them on a pooled DBAPI
+        connection, which SQLAlchemy's events don't see), with the token's session id."""
+        session_id = jwt.decode(access_token, options={"verify_signature": False})["sid"]
+        dialect = (session_checks.engine() or db.engine).dialect
+        for statement in session_checks.STATEMENTS:
+            self.statements.append(
+                Statement(path, statement.compiled(dialect)[0], {"session_id": session_id}))
+
 
 def _explainable(statement: Statement) -> str | None:
     """The SQL to EXPLAIN for `statement` (see NOT_TABLE_READS), or None if it reads no table."""
@@ -377,12 +387,14 @@ def is_authenticated(app: Any, client: Any, recorder: Recorder) -> None:
     access = _signed_in(client)["access_token"]
     with recorder.recording("isAuthenticated"):
         _ok(client.get("/api/v1/isAuthenticated", headers=bearer(access)))
+    recorder.add_token_checks("isAuthenticated", access)
 
 
 def me(app: Any, client: Any, recorder: Recorder) -> None:
     access = _signed_in(client)["access_token"]
     with recorder.recording("me"):
         _ok(client.get("/api/v1/me", headers=bearer(access)))
+    recorder.add_token_checks("me", access)
 
 
 def logout(app: Any, client: Any, recorder: Recorder) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from flask import g
 
-from authserver import mfa, ratelimits, tokens
+from authserver import ratelimits, tokens
 from authserver.api import bp
 from authserver.api.endpoint import ACCESS_TOKEN_HEADER, BEARER, endpoint
 from authserver.errors import ErrorCode as E
@@ -48,13 +48,13 @@ def logout(body: Logout | None) -> None:
 
 
 @bp.get("/me")
-@tokens.require_auth
+@tokens.require_auth(load_user=True)
 @endpoint(summary="The signed-in user", tag="tokens", response=Me, security=(BEARER,),
           description="The user object, and `mfa`: whether an authenticator app is set up "
                       "and how many recovery codes are left.")
 def me() -> Me:
-    user = tokens.current_user()
-    return me_object(user, mfa.status(user.id))
+    user = g.open_user
+    return me_object(user, user.mfa)
 
 
 @bp.get("/isAuthenticated")

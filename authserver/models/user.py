@@ -62,14 +62,20 @@ class User(Model):
 
     def to_dict(self) -> dict[str, Any]:
         """The contract's user object: never a hash or any other secret."""
-        return {
-            "id": self.id,
-            "email": self.email,
-            "phone": self.phone,
-            "name": self.name,
-            "email_verified": self.email_verified_at is not None,
-            "phone_verified": self.phone_verified_at is not None,
-            "disabled": self.disabled,
-            "roles": self.role_names,
-            "created_at": self.created_at.isoformat().replace("+00:00", "Z"),
-        }
+        return user_fields(self, self.role_names)
+
+
+def user_fields(user: Any, roles: list[str]) -> dict[str, Any]:
+    """The contract's user object from anything with a user row's attributes (a `User`, or
+    the token check's `session_checks.OpenUser`) and its role names."""
+    return {
+        "id": user.id,
+        "email": user.email,
+        "phone": user.phone,
+        "name": user.name,
+        "email_verified": user.email_verified_at is not None,
+        "phone_verified": user.phone_verified_at is not None,
+        "disabled": user.disabled,
+        "roles": roles,
+        "created_at": user.created_at.isoformat().replace("+00:00", "Z"),
+    }

@@ -13,6 +13,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, RootModel, Wi
 
 if TYPE_CHECKING:
     from authserver.models import User as UserRow
+    from authserver.session_checks import OpenUser
     from authserver.tokens import IssuedTokens
 
 
@@ -228,11 +229,11 @@ def token_response(issued: IssuedTokens) -> TokenResponse:
     return TokenResponse.model_validate(issued.response())
 
 
-def user_object(user: UserRow) -> User:
+def user_object(user: UserRow | OpenUser) -> User:
     """THE way a user row becomes the contract's user object."""
     return User.model_validate(user.to_dict())
 
 
-def me_object(user: UserRow, mfa_status: dict[str, Any]) -> Me:
+def me_object(user: UserRow | OpenUser, mfa_status: dict[str, Any]) -> Me:
     """`GET /me`'s body (also the `data` of the user webhooks): the user object and `mfa`."""
     return Me.model_validate({**user_object(user).model_dump(), "mfa": mfa_status})
