@@ -60,6 +60,11 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
 
     db.init_app(app)
     _sqlite_foreign_keys(app, loaded.database_url)
+    if loaded.database_url.startswith("mysql"):
+        from authserver import db_pool
+
+        with app.app_context():
+            db_pool.ping_when_idle(db.engine)
     migrate.init_app(app, db, directory=os.path.join(PROJECT_ROOT, "migrations"))
     csrf.init_app(app)
     limiter.init_app(app)

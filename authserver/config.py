@@ -623,7 +623,10 @@ def _finalize(settings: Settings, instance_path: str) -> Settings:
 def engine_options(url: str) -> dict[str, Any]:
     if url.startswith("mysql"):
         return {
-            "pool_pre_ping": True,
+            # Pinged on checkout only after sitting idle, and not rolled back on return
+            # (every transaction has ended by then): db_pool.py says why.
+            "pool_pre_ping": False,
+            "pool_reset_on_return": None,
             "pool_recycle": 280,
             # As many kept-open connections as a worker has threads (gunicorn.conf.py: 8),
             # so a busy worker does not open and close overflow connections per request.

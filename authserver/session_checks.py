@@ -71,7 +71,11 @@ class _Statement:
     def rows(self, engine: Engine, params: dict[str, Any]) -> list[Any]:
         dialect = engine.dialect
         sql, processors = self.compiled(dialect)
-        connection = engine.raw_connection()
+        try:
+            connection = engine.raw_connection()
+        except dialect.loaded_dbapi.Error as exc:  # no connection could be made
+            raise DBAPIError.instance(None, None, exc, dialect.loaded_dbapi.Error,
+                                      dialect=dialect) from exc
         cursor = None
         try:
             cursor = connection.cursor()
