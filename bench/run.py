@@ -451,6 +451,23 @@ def machine() -> dict[str, Any]:
             "wrk": shutil.which("wrk") is not None}
 
 
+def preflight() -> None:
+    """MariaDB and Redis must answer before anything starts: without Redis the server would
+    fall back to per-process limits after a timeout on every call, and measure that."""
+    try:
+        with socket.create_connection(("127.0.0.1", 6379), timeout=2) as sock:
+            sock.sendall(b"PING\r\n")
+            if not sock.recv(16).startswith(b"+PONG"):
+                raise OSError("no PONG")
+    except OSError as exc:
+        raise SystemExit(f"Redis at 127.0.0.1:6379 does not answer ({exc})") from None
+    try:
+        SMALL.connect().close()
+    except Exception as exc:
+        raise SystemExit(f"MariaDB/MySQL at {SMALL.host}:{SMALL.port} (user {SMALL.user}, no "
+                         f"password) does not answer: {exc}") from None
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -463,6 +480,7 @@ def main() -> None:
     if not shutil.which("wrk"):
         say("!! wrk not found: using the Python closed-loop generator (one process; its "
             "req/s are lower than wrk's, compare ratios only)")
+    preflight()
     started = time.time()
     info = machine()
     results: dict[str, Any] = {"machine": info, "started": time.strftime(
