@@ -31,6 +31,8 @@ import jwt
 import pymysql
 from argon2 import PasswordHasher, Type
 from argon2.exceptions import VerifyMismatchError
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
 from flask import Flask, Response, jsonify, request
 
 from authserver import access_tokens, passwords
@@ -43,8 +45,16 @@ _address, _, _rest = os.environ["CEILING_DATABASE"].partition("/")
 DB_USER, _, DB_NAME = _rest.partition("/")
 DB_HOST, _, DB_PORT = _address.partition(":")
 
-PUBLIC_KEY = jwt.algorithms.ECAlgorithm(jwt.algorithms.ECAlgorithm.SHA256).prepare_key(
-    KEYS["public_key_pem"])
+
+def _public_key(pem: str) -> ec.EllipticCurvePublicKey:
+    key = serialization.load_pem_public_key(pem.encode())
+    if not isinstance(key, ec.EllipticCurvePublicKey):
+        raise SystemExit("the ceiling checks ES256 tokens: the project's key is another kind")
+    return key
+
+
+# Parsed once, as the project's key ring keeps its keys loaded.
+PUBLIC_KEY = _public_key(KEYS["public_key_pem"])
 REQUIRED = list(access_tokens.REQUIRED_CLAIMS)
 
 # The project's parameters, read from the module that defines them, so the two never differ.

@@ -37,6 +37,7 @@ THREADS = 2  # wrk threads
 CONNECTIONS = 16
 P99_RATE = 1000  # req/s of the open-loop latency run
 RSS_AT = (10_000, 100_000)  # token checks after which the workers' memory is read
+NOISY_PCT = 20  # the two runs of a ceiling further apart than this: the ratios are doubtful
 
 SMALL = seed.Target("authserver_bench", 10_000, redis_db=11)
 LARGE = seed.Target("authserver_bench_scale", 1_000_000, redis_db=12)
@@ -359,8 +360,11 @@ def rows(result: dict[str, Any]) -> list[dict[str, Any]]:
         ratio = own["rps"] / figures[endpoint.ceiling]["rps"] if endpoint.ceiling else None
         invalid = own["errors"] > 0 or own["exhausted"] or (
             endpoint.ceiling is not None and (figures[endpoint.ceiling]["errors"] > 0))
-        out.append({"endpoint": endpoint.name, "rps": own["rps"], "p50_ms": own["p50_ms"],
-                    "p99_ms": own["p99_ms"], "ratio": ratio, "target": endpoint.target,
+        noisy = endpoint.ceiling is not None and \
+            figures[endpoint.ceiling].get("drift_pct", 0.0) > NOISY_PCT
+        out.append({"endpoint": endpoint.name, "noisy": noisy, "rps": own["rps"],
+                    "p50_ms": own["p50_ms"], "p99_ms": own["p99_ms"], "ratio": ratio,
+                    "target": endpoint.target,
                     "ceiling": endpoint.ceiling, "errors": own["errors"],
                     "exhausted": own["exhausted"], "invalid": invalid,
                     "drift_pct": own.get("drift_pct", 0.0),
@@ -400,6 +404,8 @@ def _target(row: dict[str, Any]) -> str:
     if row["target"] is None:
         return "-"
     verdict = {True: "met", False: "MISSED", None: "n/a"}[row["met"]]
+    if row["noisy"] and row["met"] is not None:
+        verdict += "?"  # the ceiling's two runs disagree: see the note under the table
     return f">={row['target']:.2f} {verdict}"
 
 
@@ -418,7 +424,18 @@ def table(result: dict[str, Any]) -> str:
         lines.append(f"{row['endpoint']:22} {row['rps']:8.0f} {row['p50_ms']:7.1f} "
                      f"{row['p99_ms']:7.1f} {_ratio(row):>6}  {_target(row):15} "
                      f"{_errors(row)}{drift}")
-    return "\n".join([*lines, "", *extra_rows(result)])
+    return "\n".join([*lines, *noise_note(result), "", *extra_rows(result)])
+
+
+def noise_note(result: dict[str, Any]) -> list[str]:
+    moved = [(name, figures["drift_pct"]) for name, figures in result["endpoints"].items()
+             if figures.get("drift_pct", 0.0) > NOISY_PCT]
+    if not moved:
+        return []
+    which = ", ".join(f"{name} {drift:.0f} %" for name, drift in moved)
+    return [f"!! NOISY: the two runs of a ceiling differ by more than {NOISY_PCT} % ({which}): "
+            "the machine's pace moved during the run (other work on it?); the ratios marked ? "
+            "are unreliable. Run again on a quiet machine."]
 
 
 def side_by_side(small: dict[str, Any], large: dict[str, Any]) -> str:
@@ -434,6 +451,8 @@ def side_by_side(small: dict[str, Any], large: dict[str, Any]) -> str:
         lines.append(f"{a['endpoint']:22} {a['rps']:9.0f} {b['rps']:9.0f} {rps:+6.1f}%  "
                      f"{a['p99_ms']:7.1f} {b['p99_ms']:7.1f} {p99:+6.1f}%  {_ratio(a):>9} "
                      f"{_ratio(b):>8}  {errors}{flag}")
+    lines += [*(f"10k: {note}" for note in noise_note(small)),
+              *(f"1M: {note}" for note in noise_note(large))]
     lines += ["", "10k: " + extra_rows(small)[0], "1M:  " + extra_rows(large)[0],
               "10k: " + extra_rows(small)[1], "1M:  " + extra_rows(large)[1]]
     return "\n".join(lines)

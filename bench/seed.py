@@ -239,6 +239,8 @@ def _issue(indexes: list[int]) -> list[tuple[str, str]]:
     with _app.app_context():
         for index in indexes:
             user = accounts.by_email(email_of(index))
+            if user is None:
+                raise LookupError(f"{email_of(index)} was not loaded")
             issued = tokens.issue(user, ["pwd"])
             out.append((issued.access_token, issued.refresh_token))
         db.session.commit()
@@ -256,8 +258,12 @@ def _codes(kind: str, indexes: list[int]) -> list[str]:
     with _app.test_request_context():
         for index in indexes:
             subject = phone_of(index) if kind == "sms" else email_of(index)
-            kept: list[str] = []
-            codes.send(purpose, subject, lambda _id, code, kept=kept: kept.append(code))
+            kept: list[str | None] = []
+
+            def keep(_challenge_id: str, code: str | None, kept: list[str | None] = kept) -> None:
+                kept.append(code)
+
+            codes.send(purpose, subject, keep)
             field = "phone" if kind == "sms" else "email"
             bodies.append(json.dumps({field: subject, "code": kept[0]}))
     return bodies
@@ -334,7 +340,8 @@ def _in_process(token: str, email: str, password: str) -> dict[str, float]:
     from authserver.extensions import db
 
     with _app.app_context():
-        stored = accounts.by_email(email).password_hash
+        user = accounts.by_email(email)
+        stored = user.password_hash if user is not None else None
         figures = {
             "offline_verify_per_s": _timed(lambda: access_tokens.verify(token), 1.0),
             "verify_with_lookup_per_s": _timed(lambda: auth.verify(token), 1.0),
