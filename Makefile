@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 PORT   ?= 5000
 
-.PHONY: run test setup lint lock migration bench clean
+.PHONY: run test setup lint lock migration bench bench-scale clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -52,9 +52,14 @@ migration: setup
 		$(BIN)/flask --app authserver db migrate -m "initial schema" --rev-id 0001
 	rm -f /tmp/authserver-migration.db
 
+## Speed against the ceiling (bench/README.md): MariaDB at 127.0.0.1:3306 (root), Redis at
+## 127.0.0.1:6379, wrk if installed. Prints one table, writes bench/results.json.
 bench: setup
-	$(BIN)/python bench/verify_tokens.py
-	$(BIN)/python bench/http_verify.py
+	$(BIN)/python bench/run.py
+
+## The same at 10,000 and at 1,000,000 users side by side (loads the million once, then reuses it).
+bench-scale: setup
+	$(BIN)/python bench/run.py --scale
 
 clean:
 	rm -rf $(VENV) instance test-output
