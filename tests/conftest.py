@@ -21,7 +21,7 @@ from sqlalchemy import text
 from sqlalchemy.engine import make_url
 
 from authserver import clock as clock_module
-from authserver import create_app
+from authserver import create_app, session_checks
 from authserver.extensions import db
 
 DEFAULT_MYSQL = "mysql+pymysql://root@127.0.0.1:3306/"
@@ -124,6 +124,9 @@ def app(tmp_path: Any, database_url: str, config_overrides: dict[str, Any]) -> I
         yield app
         db.session.remove()
         db.engine.dispose()
+        checks = session_checks.engine()
+        if checks is not None:
+            checks.dispose()
 
 
 @pytest.fixture
