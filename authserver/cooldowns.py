@@ -25,6 +25,7 @@ from sqlalchemy.exc import IntegrityError
 from authserver import clock
 from authserver.extensions import db
 from authserver.models import SendCooldown
+from authserver.transactions import unit
 
 #: The key column's width; longer keys (a long e-mail address) are stored as a hash.
 MAX_KEY_LENGTH = 100
@@ -49,7 +50,12 @@ def reserve(key: str, seconds: int) -> int:
     """
     if seconds <= 0:
         return 0
-    stored = _stored_key(key)
+    # One unit: after a conflict (a racer on another cluster node) it all runs again, and
+    # then sees the racer's row.
+    return unit(lambda: _reserve(_stored_key(key), seconds), "cooldowns.reserve")
+
+
+def _reserve(stored: str, seconds: int) -> int:
     now = clock.now()
     until = now + timedelta(seconds=seconds)
     taken = db.session.execute(
@@ -98,14 +104,19 @@ def release(key: str, previous: datetime | None) -> None:
     than the sender's timeout.
     """
     stored = _stored_key(key)
-    now = clock.now()
-    db.session.execute(
-        update(SendCooldown)
-        .where(SendCooldown.key == stored, SendCooldown.next_allowed_at > now)
-        .values(next_allowed_at=previous if previous is not None and previous <= now else now)
-        .execution_options(synchronize_session=False)
-    )
-    db.session.commit()
+
+    def work() -> None:
+        now = clock.now()
+        db.session.execute(
+            update(SendCooldown)
+            .where(SendCooldown.key == stored, SendCooldown.next_allowed_at > now)
+            .values(next_allowed_at=previous if previous is not None and previous <= now
+                    else now)
+            .execution_options(synchronize_session=False)
+        )
+        db.session.commit()
+
+    unit(work, "cooldowns.release")
 
 
 

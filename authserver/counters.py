@@ -24,12 +24,12 @@ import math
 from datetime import UTC, datetime
 
 from sqlalchemy import delete, insert, select, update
-from sqlalchemy.exc import DBAPIError, IntegrityError
+from sqlalchemy.exc import IntegrityError
 
 from authserver import clock
-from authserver.errors import is_deadlock
 from authserver.extensions import db
 from authserver.models import Counter
+from authserver.transactions import unit
 
 #: The key column's width; longer keys are stored as a hash.
 MAX_KEY_LENGTH = 100
@@ -48,25 +48,36 @@ def _count_of(stored: str) -> int | None:
 def _add_one(stored: str, room: int | None, started_at: datetime) -> bool:
     """count + 1 if the row has room (a missing row is made with count 1); True if added.
 
-    On MySQL, concurrent INSERTs of a missing key and an `end_run` DELETE of it can deadlock
-    even as one-statement transactions (the duplicate-key check's shared locks); InnoDB then
-    fails one of them with 1213, having done nothing, so it is simply tried again."""
+    Each statement is a unit of its own (transactions.unit): on MySQL, concurrent INSERTs of
+    a missing key and an `end_run` DELETE of it can deadlock even as one-statement
+    transactions (the duplicate-key check's shared locks), and on a cluster two nodes can
+    write the row at once; the loser (1213) did nothing and is simply run again."""
     condition = [Counter.key == stored]
     if room is not None:
         condition.append(Counter.count < room)
-    for _ in range(5):
+
+    def add() -> bool:
+        added = db.session.execute(
+            update(Counter).where(*condition).values(count=Counter.count + 1)
+            .execution_options(synchronize_session=False)
+        ).rowcount == 1  # type: ignore[attr-defined]
+        db.session.commit()  # at once: no row (nor MySQL gap) lock held into the INSERT
+        return added
+
+    def make() -> bool:
         try:
-            added = db.session.execute(
-                update(Counter).where(*condition).values(count=Counter.count + 1)
-                .execution_options(synchronize_session=False)
-            ).rowcount == 1  # type: ignore[attr-defined]
-            db.session.commit()  # at once: no row (nor MySQL gap) lock held into the INSERT
-        except DBAPIError as exc:
+            # The first INSERT of a key wins; a racing one hits the primary key and tries
+            # the UPDATE again, which then sees the winner's row.
+            db.session.execute(insert(Counter).values(key=stored, count=1,
+                                                      started_at=started_at))
+            db.session.commit()
+            return True
+        except IntegrityError:
             db.session.rollback()
-            if not is_deadlock(exc):
-                raise
-            continue  # the loser of a deadlock counted nothing: count again
-        if added:
+            return False
+
+    for _ in range(5):
+        if unit(add, "counters.add"):
             return True
         current = _count_of(stored)
         db.session.commit()
@@ -76,19 +87,8 @@ def _add_one(stored: str, room: int | None, started_at: datetime) -> bool:
             continue  # a racer made the row after our UPDATE looked: try again
         if room is not None and room < 1:
             return False
-        try:
-            # The first INSERT of a key wins; a racing one hits the primary key and retries
-            # the UPDATE, which then sees the winner's row.
-            db.session.execute(insert(Counter).values(key=stored, count=1,
-                                                      started_at=started_at))
-            db.session.commit()
+        if unit(make, "counters.make"):
             return True
-        except IntegrityError:
-            db.session.rollback()
-        except DBAPIError as exc:
-            db.session.rollback()
-            if not is_deadlock(exc):
-                raise
     return False
 
 
@@ -118,10 +118,13 @@ def take(key: str, amount: int, seconds: int) -> tuple[str | None, int]:
 
 def give_back(stored: str) -> None:
     """Return a unit `take` handed out, for a send that did not happen."""
-    db.session.execute(
-        update(Counter).where(Counter.key == stored, Counter.count > 0)
-        .values(count=Counter.count - 1).execution_options(synchronize_session=False))
-    db.session.commit()
+    def work() -> None:
+        db.session.execute(
+            update(Counter).where(Counter.key == stored, Counter.count > 0)
+            .values(count=Counter.count - 1).execution_options(synchronize_session=False))
+        db.session.commit()
+
+    unit(work, "counters.give_back")
 
 
 def clear_windows(key: str, seconds: int) -> None:
@@ -159,15 +162,11 @@ def end_run(key: str, *, started_by: datetime | None = None) -> None:
     condition = [Counter.key == _stored_key(key)]
     if started_by is not None:
         condition.append(Counter.started_at <= started_by)
-    for attempt in range(3):
-        try:
-            db.session.execute(delete(Counter).where(*condition))
-            db.session.commit()
-            return
-        except DBAPIError as exc:
-            db.session.rollback()
-            if attempt == 2 or not is_deadlock(exc):
-                raise
+    def work() -> None:
+        db.session.execute(delete(Counter).where(*condition))
+        db.session.commit()
+
+    unit(work, "counters.end_run")
 
 
 def forget(key: str) -> None:

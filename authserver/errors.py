@@ -226,10 +226,16 @@ _DB_ERRNOS = {
 }
 
 
+def db_errno(exc: BaseException) -> int | None:
+    """The MySQL error number of a driver error (its first argument), or None."""
+    args: tuple[Any, ...] = tuple(getattr(getattr(exc, "orig", None), "args", ()))
+    return args[0] if args and isinstance(args[0], int) else None
+
+
 def is_deadlock(exc: DBAPIError) -> bool:
-    """MySQL's 1213 (deadlock found); the driver's error number is the first argument."""
-    args: tuple[Any, ...] = tuple(getattr(exc.orig, "args", ()))
-    return len(args) > 0 and args[0] == 1213
+    """MySQL's 1213: a deadlock, or on a multi-primary cluster (Galera, Group Replication)
+    a write conflict with another node that this transaction lost."""
+    return db_errno(exc) == 1213
 
 
 def db_error_summary(exc: BaseException) -> str:

@@ -26,7 +26,7 @@ from flask import has_request_context, request
 from sqlalchemy import CursorResult, insert, literal, select, update
 from sqlalchemy.orm import make_transient_to_detached
 
-from authserver import clock
+from authserver import causal_reads, clock
 from authserver.config import settings
 from authserver.errors import ErrorCode, Problem, invalid_token
 from authserver.events import Event, EventType, Method, Outcome, emit
@@ -295,6 +295,8 @@ def is_open(session_id: str, user_id: str) -> bool:
         select(Session.user_id, Session.revoked_at, Session.expires_at, User.disabled)
         .join(User, User.id == Session.user_id)
         .where(Session.id == session_id)
+        # On a cluster: see a logout committed on any node (DB_CAUSAL_READS, causal_reads.py).
+        .execution_options(**{causal_reads.OPTION: settings().db_causal_reads})
     ).first()
     return not (row is None or row.user_id != user_id or row.revoked_at is not None
                 or row.expires_at <= clock.now() or row.disabled)
