@@ -217,6 +217,8 @@ def _from_http(exc: HTTPException) -> Problem:
 #: What the MySQL/MariaDB error numbers seen in operation mean, for the log line.
 _DB_ERRNOS = {
     1040: "too many connections",
+    1047: "cluster node not ready",
+    1180: "commit failed",
     1205: "lock wait timeout",
     1213: "deadlock",
     2002: "cannot connect (socket)",

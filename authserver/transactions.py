@@ -17,7 +17,8 @@ nodes the same way. The loser's transaction is rolled back whole, having done no
 the unit is run again from its start: its reads and checks run again too, and a race loser
 gets the answer it would get on one server (the code already used: 401; the address taken:
 409), not a 503. 1205 (a lock wait timed out) is retried the same way: only the statement
-was undone, and the rollback here undoes the rest. At most `TRIES` runs, `BACKOFF` seconds
+was undone, and the rollback here undoes the rest; so is 1180 (a COMMIT that failed: Galera's
+form of a conflict found while the commit replicated). At most `TRIES` runs, `BACKOFF` seconds
 apart (jittered, so two losers don't collide again in step).
 
 A unit that has done something the database can't take back (a text or mail sent,
@@ -51,8 +52,11 @@ T = TypeVar("T")
 TRIES = 3
 #: Seconds between runs: uniform in this range.
 BACKOFF = (0.005, 0.05)
-#: The MySQL error numbers whose transaction is retried from its start.
-RETRYABLE = frozenset({1213, 1205})
+#: The MySQL error numbers whose transaction is retried from its start: a deadlock or a
+#: cluster write conflict (1213), a lock wait timeout (1205), and a COMMIT that failed (1180:
+#: on Galera, "Got error 149 'Lock deadlock; Retry transaction' during COMMIT", a conflict
+#: found while the commit was being replicated; the transaction is rolled back either way).
+RETRYABLE = frozenset({1213, 1205, 1180})
 
 _GAVE_UP = "authserver_retries_exhausted"
 
