@@ -220,6 +220,7 @@ _DB_ERRNOS = {
     1047: "cluster node not ready",
     1180: "commit failed",
     1205: "lock wait timeout",
+    1305: "savepoint gone",
     1213: "deadlock",
     2002: "cannot connect (socket)",
     2003: "cannot connect",
