@@ -86,6 +86,9 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
                     "DATABASE_URL": database_url,
                     "SECRET_KEY": "cluster-test-secret-key-0123456789abcdef",
                     "PUBLIC_BASE_URL": f"http://127.0.0.1:{port}",
+                    # One issuer for all three, as behind one public name: a token from one
+                    # instance is good on the others (until it is revoked).
+                    "JWT_ISSUER": "http://auth.cluster.test",
                     "SMS_BACKEND": "file", "EMAIL_BACKEND": "file",
                     "OUTBOX_DIR": str(outbox),
                     "FLASK_APP": "authserver",

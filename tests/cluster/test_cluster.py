@@ -62,6 +62,11 @@ def _retries(stack: Stack) -> int:
     return int(total)
 
 
+def _is_authenticated(base: str, token: str) -> int:
+    return requests.get(base + "/api/v1/isAuthenticated", timeout=TIMEOUT,
+                        headers={"Authorization": f"Bearer {token}"}).status_code
+
+
 def _sign_up(base: str, email: str) -> dict[str, Any]:
     answer = _post(base, "/signup", {"email": email, "password": PASSWORD})
     assert answer.status_code == 201, answer.text
@@ -158,10 +163,9 @@ def test_a_logout_on_a_is_refused_on_b_at_once(stack: Stack) -> None:
                                                    "password": PASSWORD})
         assert signed_in.status_code == 200, signed_in.text
         token = signed_in.json()["access_token"]
+        assert _is_authenticated(stack.b.url, token) == 200  # good on B until the logout
         assert _post(stack.a.url, "/logout", token=token).status_code == 204
-        check = requests.get(stack.b.url + "/api/v1/isAuthenticated", timeout=TIMEOUT,
-                             headers={"Authorization": f"Bearer {token}"})
-        refused += check.status_code == 401
+        refused += _is_authenticated(stack.b.url, token) == 401
     assert refused == 60
 
 
@@ -283,7 +287,11 @@ def test_node_2_killed_under_load_costs_c_its_requests_in_flight_and_a_nothing(
     assert on_a.failures() == 0, (on_a.statuses, stack.logs())
     # C loses at most what it had in flight when the node died: one request per thread.
     assert on_c.failures() <= c_threads, (on_c.statuses, stack.logs())
-    assert on_a.statuses[200] > 0 and on_c.statuses[200] > 0
+    # Every answer but those is what the request asks for (429: the load's own phones come
+    # round again within the resend cooldown).
+    for load in (on_a, on_c):
+        assert set(load.statuses) <= {200, 202, 429, 503, "ConnectionError"}, load.statuses
+        assert load.statuses[200] > 0
     assert _post(stack.c.url, "/signin", {"email": "load@example.com",
                                           "password": PASSWORD}).status_code == 200
 
