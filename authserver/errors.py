@@ -226,6 +226,7 @@ _DB_ERRNOS = {
     2003: "cannot connect",
     2006: "server has gone away",
     2013: "lost connection",
+    3101: "cluster certification failed",
 }
 
 

@@ -60,7 +60,9 @@ BACKOFF = (0.005, 0.05)
 #: and 1305 for a savepoint (accounts.create's): a conflict that aborted the transaction
 #: took its savepoints with it, so the ROLLBACK TO SAVEPOINT after the failed statement
 #: fails instead, hiding the 1213 (the app has no stored routines, the other 1305).
-RETRYABLE = frozenset({1213, 1205, 1180, 1305})
+#: MySQL Group Replication fails a transaction that lost certification with 3101 ("Plugin
+#: instructed the server to rollback the current transaction").
+RETRYABLE = frozenset({1213, 1205, 1180, 1305, 3101})
 
 _GAVE_UP = "authserver_retries_exhausted"
 

@@ -287,10 +287,13 @@ def test_node_2_killed_under_load_costs_c_its_requests_in_flight_and_a_nothing(
     assert on_a.failures() == 0, (on_a.statuses, stack.logs())
     # C loses at most what it had in flight when the node died: one request per thread.
     assert on_c.failures() <= c_threads, (on_c.statuses, stack.logs())
-    # Every answer but those is what the request asks for (429: the load's own phones come
-    # round again within the resend cooldown).
+    # Every other answer is what the request asks for (429: the load's own phones come round
+    # again within the resend cooldown). A request in flight on the dead node may end as a
+    # 500 rather than a 503: the app's end-of-request rollback on the dead connection raises
+    # (Flask-SQLAlchemy's teardown), counted with the failures above.
     for load in (on_a, on_c):
-        assert set(load.statuses) <= {200, 202, 429, 503, "ConnectionError"}, load.statuses
+        assert set(load.statuses) <= {200, 202, 429, 500, 503, "ConnectionError"}, \
+            load.statuses
         assert load.statuses[200] > 0
     assert _post(stack.c.url, "/signin", {"email": "load@example.com",
                                           "password": PASSWORD}).status_code == 200
