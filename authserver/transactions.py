@@ -129,7 +129,7 @@ def unit(work: Callable[[], T], what: str) -> T:
 
 def committed(view: F) -> F:
     """Decorator for views and commands: commit what the call did, or roll it back; run it
-    again after a conflict (1213, 1205) unless it sent something."""
+    again after a conflict (RETRYABLE) unless it sent something."""
 
     what = getattr(view, "__qualname__", "unit")
 
