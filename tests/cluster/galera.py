@@ -36,7 +36,7 @@ from typing import Self
 
 import pymysql
 
-from tests.fakes.private_servers import INSTALL_DB, MARIADBD, free_port
+from tests.fakes.private_servers import INSTALL_DB, MARIADBD, _die_with_parent, free_port
 
 GALERA_PROVIDER = next((p for p in ("/usr/lib/galera/libgalera_smm.so",
                                     "/usr/lib/libgalera_smm.so",
@@ -117,8 +117,11 @@ class Node:
     # -- life ---------------------------------------------------------------------------------
     def start(self, *extra: str) -> None:
         with self.log_path.open("ab") as log:
+            # Dies with the test process (as root, mariadbd's switch to `mysql` clears this;
+            # the fixture's teardown kills it then).
             self.process = subprocess.Popen(self.command(*extra), stdout=log,
-                                            stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+                                            stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                            preexec_fn=_die_with_parent)
 
     def wait_synced(self, timeout: float = 60) -> None:
         deadline = time.monotonic() + timeout
@@ -268,11 +271,12 @@ class HAProxy:
                       for node, check in zip(nodes, self.check_ports, strict=True)]
         self.check = subprocess.Popen(
             [python, str(CLUSTERCHECK), "--listen=127.0.0.1", "--user=root", *check_args],
-            stdout=(self.folder / "clustercheck.log").open("wb"), stderr=subprocess.STDOUT)
+            stdout=(self.folder / "clustercheck.log").open("wb"), stderr=subprocess.STDOUT,
+            preexec_fn=_die_with_parent)
         assert HAPROXY
         self.process = subprocess.Popen([HAPROXY, "-db", "-f", str(HAPROXY_CFG)], env=self.env,
                                         stdout=(self.folder / "haproxy.log").open("wb"),
-                                        stderr=subprocess.STDOUT)
+                                        stderr=subprocess.STDOUT, preexec_fn=_die_with_parent)
 
     def url(self, database: str) -> str:
         return f"mysql+pymysql://root@127.0.0.1:{self.port}/{database}?charset=utf8mb4"
