@@ -46,17 +46,17 @@ from urllib.parse import urlencode
 
 from itsdangerous import BadData, TimestampSigner, URLSafeTimedSerializer
 from sqlalchemy import delete, select, update
-from sqlalchemy.exc import DBAPIError
 
 from authserver import accounts, clock, cooldowns, counters, ratelimits
 from authserver.config import settings
-from authserver.errors import Problem, is_deadlock, rate_limited, unavailable
+from authserver.errors import Problem, rate_limited, unavailable
 from authserver.events import Event, EventType, emit
 from authserver.events import Outcome as EventOutcome
 from authserver.extensions import client_ip, db
 from authserver.models import Counter, OneTimeCode
 from authserver.models.base import new_id
 from authserver.senders.base import RecipientRejected, SenderUnavailable, SendOutcomeUnknown
+from authserver.transactions import irreversible, unit
 
 log = logging.getLogger("authserver.codes")
 
@@ -293,6 +293,7 @@ def send(purpose: Purpose, subject: str, deliver: Callable[[str, str | None], No
             cooldowns.release(purpose.slot(subject), None)  # nothing was sent
         raise
 
+    irreversible()  # whatever happens from here, this request is not run again
     try:
         deliver(challenge_id, code)
     except SendOutcomeUnknown:
@@ -303,8 +304,7 @@ def send(purpose: Purpose, subject: str, deliver: Callable[[str, str | None], No
     except BaseException as exc:
         # Nobody can know this code, but drop the row anyway so nothing usable stays.
         db.session.rollback()
-        db.session.execute(delete(OneTimeCode).where(OneTimeCode.id == challenge_id))
-        db.session.commit()
+        _drop(challenge_id)
         if reserved and isinstance(exc, RecipientRejected | SenderUnavailable):
             # The provider took nothing: the cooldown doesn't start. After any other error
             # a message may have gone out, so the slot stays taken.
@@ -324,6 +324,14 @@ def send(purpose: Purpose, subject: str, deliver: Callable[[str, str | None], No
     _sent(purpose, user_id, EventOutcome.SENT)
     log.info("%s sent id=%s ip=%s", purpose.name, challenge_id, client_ip())
     return challenge_id
+
+
+def _drop(challenge_id: str) -> None:
+    def work() -> None:
+        db.session.execute(delete(OneTimeCode).where(OneTimeCode.id == challenge_id))
+        db.session.commit()
+
+    unit(work, "codes.drop")
 
 
 def _sent(purpose: Purpose, user_id: str | None, outcome: EventOutcome) -> None:
@@ -346,35 +354,27 @@ def _store(purpose: Purpose, row: OneTimeCode) -> None:
     and killed by primary key after the INSERT. An UPDATE by (purpose, subject) would take
     next-key locks on that index; two requests for subjects in the same empty gap would each
     hold the gap and wait to INSERT into it, a deadlock MySQL breaks by failing one (1213).
-    Record locks on distinct rows can't form such a cycle; a deadlock from elsewhere is
-    retried once.
+    Gap locks are not replicated between cluster nodes anyway: only writes by primary key
+    certify the same on every node. Record locks on distinct rows can't form such a cycle; a
+    conflict from elsewhere (another node) runs the unit again, with a fresh copy of the row.
     """
-    for attempt in (1, 2):
+    values = {column.key: getattr(row, column.key) for column in OneTimeCode.__table__.columns}
+
+    def work() -> None:
+        fresh = OneTimeCode(**values)
         older = db.session.scalars(select(OneTimeCode.id).where(
-            *_of(purpose, row.subject), OneTimeCode.consumed_at.is_(None),
+            *_of(purpose, fresh.subject), OneTimeCode.consumed_at.is_(None),
             OneTimeCode.invalidated_at.is_(None))).all() if purpose.supersede_on_send else []
-        db.session.add(row)
+        db.session.add(fresh)  # a rollback expunges it again: a retry adds a new copy
         if older:
             db.session.flush()
             db.session.execute(update(OneTimeCode).where(
                 OneTimeCode.id.in_(older), OneTimeCode.consumed_at.is_(None),
-                OneTimeCode.invalidated_at.is_(None)).values(invalidated_at=row.created_at)
+                OneTimeCode.invalidated_at.is_(None)).values(invalidated_at=fresh.created_at)
                 .execution_options(synchronize_session=False))
-        try:
-            db.session.commit()
-            return
-        except DBAPIError as exc:
-            db.session.rollback()
-            if attempt == 2 or not is_deadlock(exc):
-                raise
-            log.warning("%s store deadlocked (1213), retrying once", purpose.name)
-            db.session.expunge_all()
-            row = _copy(row)
+        db.session.commit()
 
-
-def _copy(row: OneTimeCode) -> OneTimeCode:
-    return OneTimeCode(**{column.key: getattr(row, column.key)
-                          for column in OneTimeCode.__table__.columns})
+    unit(work, f"codes.store {purpose.name}")
 
 
 def provider_unavailable(purpose: Purpose) -> Problem:
@@ -535,15 +535,18 @@ def _used_up(purpose: Purpose, challenge: Challenge, max_attempts: int, now: dat
 
 
 def _take_attempt(challenge_id: str, max_attempts: int, now: datetime) -> bool:
-    taken = db.session.execute(
-        update(OneTimeCode)
-        .where(OneTimeCode.id == challenge_id, OneTimeCode.attempts < max_attempts,
-               *_live(now))
-        .values(attempts=OneTimeCode.attempts + 1)
-        .execution_options(synchronize_session=False)
-    ).rowcount == 1  # type: ignore[attr-defined]
-    db.session.commit()  # counted before the guess is compared (or a provider is asked)
-    return taken
+    def work() -> bool:
+        taken = db.session.execute(
+            update(OneTimeCode)
+            .where(OneTimeCode.id == challenge_id, OneTimeCode.attempts < max_attempts,
+                   *_live(now))
+            .values(attempts=OneTimeCode.attempts + 1)
+            .execution_options(synchronize_session=False)
+        ).rowcount == 1  # type: ignore[attr-defined]
+        db.session.commit()  # counted before the guess is compared (or a provider is asked)
+        return taken
+
+    return unit(work, "codes.take_attempt")
 
 
 def _decoy_attempt() -> None:
@@ -552,13 +555,17 @@ def _decoy_attempt() -> None:
     nothing costs far less). The row is one of a few in `counters`, picked at random so
     concurrent misses seldom wait on each other's row lock; its count only cycles."""
     key = f"{DECOY_KEY}:{secrets.randbelow(DECOY_ROWS)}"
-    written = db.session.execute(
-        update(Counter).where(Counter.key == key)
-        .values(count=(Counter.count + 1) % 1000)
-        .execution_options(synchronize_session=False)
-    ).rowcount == 1  # type: ignore[attr-defined]
-    db.session.commit()
-    if not written:
+
+    def work() -> bool:
+        written = db.session.execute(
+            update(Counter).where(Counter.key == key)
+            .values(count=(Counter.count + 1) % 1000)
+            .execution_options(synchronize_session=False)
+        ).rowcount == 1  # type: ignore[attr-defined]
+        db.session.commit()
+        return written
+
+    if not unit(work, "codes.decoy"):
         counters.extend_run(key)  # its first use, or the first after `flask prune`: make it
 
 
@@ -570,26 +577,33 @@ def decoy_write() -> None:
 
 
 def _give_back_attempt(challenge_id: str) -> None:
-    db.session.execute(
-        update(OneTimeCode).where(OneTimeCode.id == challenge_id, OneTimeCode.attempts > 0)
-        .values(attempts=OneTimeCode.attempts - 1)
-        .execution_options(synchronize_session=False))
-    db.session.commit()
+    def work() -> None:
+        db.session.execute(
+            update(OneTimeCode).where(OneTimeCode.id == challenge_id, OneTimeCode.attempts > 0)
+            .values(attempts=OneTimeCode.attempts - 1)
+            .execution_options(synchronize_session=False))
+        db.session.commit()
+
+    unit(work, "codes.give_back_attempt")
 
 
 def _kill_if_used_up(purpose: Purpose, challenge: Challenge, max_attempts: int) -> None:
     challenge_id = challenge.id
-    killed = db.session.execute(
-        update(OneTimeCode)
-        .where(OneTimeCode.id == challenge_id, OneTimeCode.attempts >= max_attempts,
-               OneTimeCode.consumed_at.is_(None), OneTimeCode.invalidated_at.is_(None))
-        .values(invalidated_at=clock.now())
-        .execution_options(synchronize_session=False)
-    ).rowcount == 1  # type: ignore[attr-defined]
-    if killed:
-        _locked(purpose, challenge)  # committed with the kill
-    db.session.commit()
-    if killed:
+
+    def work() -> bool:
+        killed = db.session.execute(
+            update(OneTimeCode)
+            .where(OneTimeCode.id == challenge_id, OneTimeCode.attempts >= max_attempts,
+                   OneTimeCode.consumed_at.is_(None), OneTimeCode.invalidated_at.is_(None))
+            .values(invalidated_at=clock.now())
+            .execution_options(synchronize_session=False)
+        ).rowcount == 1  # type: ignore[attr-defined]
+        if killed:
+            _locked(purpose, challenge)  # committed with the kill
+        db.session.commit()
+        return killed
+
+    if unit(work, "codes.kill"):
         log.warning("code locked after %d wrong tries id=%s", max_attempts, challenge_id)
 
 

@@ -104,6 +104,11 @@ class Settings(BaseModel):
         2, description="MySQL: seconds a statement waits for a row lock (per session)")
     database_pool_timeout: float = Field(
         2.0, description="seconds to wait for a free pooled connection")
+    db_causal_reads: bool = Field(
+        False, description="MariaDB Galera / MySQL Group Replication: the token check's "
+                           "revocation lookup waits until this node has applied every write "
+                           "the cluster committed before it (a logout on one node is refused "
+                           "on all at once); off: a node may lag by a moment")
     secret_key: str = Field("", description="signs cookies and links, encrypts keys at rest")
     cors_allowed_origins: CommaList = Field(
         default_factory=list,

@@ -5,9 +5,10 @@ A flow that texts a phone or mails an address first reserves the key's send slot
     wait = cooldowns.reserve("sms:+16502530000", 30)   # 0: this caller may send
     ...send...; on a failed send: cooldowns.release(key, None)
 
-Reserving is one conditional UPDATE (`next_allowed_at = now + cooldown WHERE key = :k AND
-next_allowed_at <= now`) whose row count decides; a key seen for the first time is INSERTed,
-and the primary key lets only one of racing INSERTs through (the others are "not reserved").
+Reserving is one conditional UPDATE by primary key (`next_allowed_at = now + cooldown WHERE
+key = :k AND next_allowed_at <= now`) whose row count decides; a key seen for the first time
+is INSERTed, and the primary key lets only one of racing INSERTs through (the others are "not
+reserved").
 Each step is committed at once, so a reservation is visible to every other connection before
 the caller sends anything. Being in the database, it holds across gunicorn workers even when
 the limiter storage is per process (RATELIMIT_STORAGE_URI=memory://), on MySQL and SQLite.
@@ -25,6 +26,7 @@ from sqlalchemy.exc import IntegrityError
 from authserver import clock
 from authserver.extensions import db
 from authserver.models import SendCooldown
+from authserver.transactions import unit
 
 #: The key column's width; longer keys (a long e-mail address) are stored as a hash.
 MAX_KEY_LENGTH = 100
@@ -49,20 +51,17 @@ def reserve(key: str, seconds: int) -> int:
     """
     if seconds <= 0:
         return 0
-    stored = _stored_key(key)
+    # One unit: after a conflict (a racer on another cluster node) it all runs again, and
+    # then sees the racer's row.
+    return unit(lambda: _reserve(_stored_key(key), seconds), "cooldowns.reserve")
+
+
+def _reserve(stored: str, seconds: int) -> int:
     now = clock.now()
     until = now + timedelta(seconds=seconds)
-    taken = db.session.execute(
-        update(SendCooldown)
-        .where(SendCooldown.key == stored, SendCooldown.next_allowed_at <= now)
-        .values(next_allowed_at=until)
-        .execution_options(synchronize_session=False)
-    ).rowcount == 1  # type: ignore[attr-defined]
-    # Committed on its own: no lock (nor MySQL gap lock) is held into the INSERT below.
-    db.session.commit()
-    if taken:
-        return 0
-
+    # Looked at first with a plain read, then written by primary key: an UPDATE of a key with
+    # no row would lock the gap where it would be, and on a cluster a write from another node
+    # into that gap aborts this transaction.
     left = _time_left(stored)
     if left is None:
         # No row yet: the first INSERT of the key wins, racing ones hit the primary key.
@@ -73,7 +72,20 @@ def reserve(key: str, seconds: int) -> int:
         except IntegrityError:
             db.session.rollback()
         left = _time_left(stored)
-    # At least 1: this caller did not get the slot (a row found free was released a moment
+    elif left == 0:
+        now = clock.now()  # the read's clock or later: the slot it found free still is
+        until = now + timedelta(seconds=seconds)
+        taken = db.session.execute(
+            update(SendCooldown)
+            .where(SendCooldown.key == stored, SendCooldown.next_allowed_at <= now)
+            .values(next_allowed_at=until)
+            .execution_options(synchronize_session=False)
+        ).rowcount == 1  # type: ignore[attr-defined]
+        db.session.commit()  # on its own: no lock held into anything else
+        if taken:
+            return 0
+        left = _time_left(stored)
+    # At least 1: this caller did not get the slot (a row found free was taken a moment
     # ago; asking again will do). At most the cooldown: a racer that read the clock a little
     # after this one may hold the slot a little past our now + seconds.
     return min(seconds, max(1, left or 0))
@@ -98,14 +110,19 @@ def release(key: str, previous: datetime | None) -> None:
     than the sender's timeout.
     """
     stored = _stored_key(key)
-    now = clock.now()
-    db.session.execute(
-        update(SendCooldown)
-        .where(SendCooldown.key == stored, SendCooldown.next_allowed_at > now)
-        .values(next_allowed_at=previous if previous is not None and previous <= now else now)
-        .execution_options(synchronize_session=False)
-    )
-    db.session.commit()
+
+    def work() -> None:
+        now = clock.now()
+        db.session.execute(
+            update(SendCooldown)
+            .where(SendCooldown.key == stored, SendCooldown.next_allowed_at > now)
+            .values(next_allowed_at=previous if previous is not None and previous <= now
+                    else now)
+            .execution_options(synchronize_session=False)
+        )
+        db.session.commit()
+
+    unit(work, "cooldowns.release")
 
 
 

@@ -7,9 +7,10 @@ Two kinds, one table (models.Counter):
   how long to wait; `give_back` returns a unit taken for something that did not happen. It
   is a sliding-window counter: the window's count plus the previous window's count weighted
   by how much of it still overlaps the last `seconds`, so a burst at a window's edge can't
-  spend the budget twice. Taking is one conditional UPDATE
+  spend the budget twice. Taking is one conditional UPDATE by primary key
   (`count = count + 1 WHERE key = :k AND count < :room`) whose row count decides, so of
-  concurrent takers no more than the room get through, on MySQL as on SQLite.
+  concurrent takers no more than the room get through, on MySQL as on SQLite. A large budget
+  is spread over a few rows (SHARDS), so that concurrent takers seldom write the same row.
 - runs: `extend_run` (atomic, up to a cap), `run_count` and `end_run` keep a count of events
   in a row (password sign-in attempts not followed by a success) and when the run started.
 
@@ -21,15 +22,16 @@ from __future__ import annotations
 
 import hashlib
 import math
+import random
 from datetime import UTC, datetime
 
-from sqlalchemy import delete, insert, select, update
-from sqlalchemy.exc import DBAPIError, IntegrityError
+from sqlalchemy import delete, func, insert, select, update
+from sqlalchemy.exc import IntegrityError
 
 from authserver import clock
-from authserver.errors import is_deadlock
 from authserver.extensions import db
 from authserver.models import Counter
+from authserver.transactions import unit
 
 #: The key column's width; longer keys are stored as a hash.
 MAX_KEY_LENGTH = 100
@@ -48,53 +50,76 @@ def _count_of(stored: str) -> int | None:
 def _add_one(stored: str, room: int | None, started_at: datetime) -> bool:
     """count + 1 if the row has room (a missing row is made with count 1); True if added.
 
-    On MySQL, concurrent INSERTs of a missing key and an `end_run` DELETE of it can deadlock
-    even as one-statement transactions (the duplicate-key check's shared locks); InnoDB then
-    fails one of them with 1213, having done nothing, so it is simply tried again."""
+    The row is looked at first with a plain (non-locking) read, then changed by primary key:
+    an UPDATE of a key with no row would lock the gap where it would be, and gap locks are
+    neither replicated between cluster nodes nor harmless there (a write from another node
+    into that gap aborts this transaction). Each write is a unit of its own
+    (transactions.unit): concurrent INSERTs of a missing key and an `end_run` DELETE of it can
+    deadlock on MySQL even as one-statement transactions (the duplicate-key check's shared
+    locks), and on a cluster two nodes can write the row at once; the loser (1213) did
+    nothing and is simply run again."""
     condition = [Counter.key == stored]
     if room is not None:
         condition.append(Counter.count < room)
-    for _ in range(5):
+
+    def add() -> bool:
+        added = db.session.execute(
+            update(Counter).where(*condition).values(count=Counter.count + 1)
+            .execution_options(synchronize_session=False)
+        ).rowcount == 1  # type: ignore[attr-defined]
+        db.session.commit()  # at once: no row lock held into anything else
+        return added
+
+    def make() -> bool:
         try:
-            added = db.session.execute(
-                update(Counter).where(*condition).values(count=Counter.count + 1)
-                .execution_options(synchronize_session=False)
-            ).rowcount == 1  # type: ignore[attr-defined]
-            db.session.commit()  # at once: no row (nor MySQL gap) lock held into the INSERT
-        except DBAPIError as exc:
-            db.session.rollback()
-            if not is_deadlock(exc):
-                raise
-            continue  # the loser of a deadlock counted nothing: count again
-        if added:
-            return True
-        current = _count_of(stored)
-        db.session.commit()
-        if current is not None:
-            if room is not None and current >= room:
-                return False  # full
-            continue  # a racer made the row after our UPDATE looked: try again
-        if room is not None and room < 1:
-            return False
-        try:
-            # The first INSERT of a key wins; a racing one hits the primary key and retries
-            # the UPDATE, which then sees the winner's row.
+            # The first INSERT of a key wins; a racing one hits the primary key and looks
+            # again, finding the winner's row.
             db.session.execute(insert(Counter).values(key=stored, count=1,
                                                       started_at=started_at))
             db.session.commit()
             return True
         except IntegrityError:
             db.session.rollback()
-        except DBAPIError as exc:
-            db.session.rollback()
-            if not is_deadlock(exc):
-                raise
+            return False
+
+    for _ in range(5):
+        current = _count_of(stored)
+        db.session.commit()
+        if current is None:
+            if room is not None and room < 1:
+                return False
+            if unit(make, "counters.make"):
+                return True
+            continue  # a racer made the row: count on it
+        if room is not None and current >= room:
+            return False  # full
+        if unit(add, "counters.add"):
+            return True
+        # The row went full (or away) between the look and the UPDATE: look again.
     return False
 
 
 # -- windows ---------------------------------------------------------------------------------
-def _window_key(key: str, seconds: int, index: int) -> str:
-    return _stored_key(f"{key}:{seconds}s:{index}")
+#: A window whose budget is at least SHARD_MIN is kept in up to SHARDS rows, each with its
+#: share of the room: a budget every request takes from (the global SMS cap) is then not one
+#: row every request writes, which on a multi-primary cluster makes concurrent requests on
+#: different nodes conflict (and be aborted) all the time. The shares add up to the room, so
+#: no more than the budget is ever taken; a taker tries the shards in a random order.
+SHARDS = 8
+SHARD_MIN = 64
+
+
+def _window_key(key: str, seconds: int, index: int, shard: int = 0) -> str:
+    suffix = f"#{shard}" if shard else ""
+    return _stored_key(f"{key}:{seconds}s:{index}{suffix}")
+
+
+def _window_keys(key: str, seconds: int, index: int) -> list[str]:
+    return [_window_key(key, seconds, index, shard) for shard in range(SHARDS)]
+
+
+def _shards(amount: int) -> int:
+    return min(SHARDS, amount // (SHARD_MIN // SHARDS)) if amount >= SHARD_MIN else 1
 
 
 def take(key: str, amount: int, seconds: int) -> tuple[str | None, int]:
@@ -106,29 +131,39 @@ def take(key: str, amount: int, seconds: int) -> tuple[str | None, int]:
     index = int(now // seconds)
     window_start = index * seconds
     overlap = 1 - (now - window_start) / seconds  # share of the previous window still in view
-    previous = _count_of(_window_key(key, seconds, index - 1)) or 0
+    previous = db.session.scalar(select(func.coalesce(func.sum(Counter.count), 0)).where(
+        Counter.key.in_(_window_keys(key, seconds, index - 1)))) or 0
     db.session.commit()
     # This one fits while (this window's count + 1) + previous * overlap <= amount.
-    room = math.floor(amount - previous * overlap)
-    stored = _window_key(key, seconds, index)
-    if _add_one(stored, room, datetime.fromtimestamp(window_start, UTC)):
-        return stored, 0
+    room = math.floor(amount - int(previous) * overlap)
+    shards = _shards(amount)
+    started_at = datetime.fromtimestamp(window_start, UTC)
+    for shard in random.sample(range(shards), shards):
+        share = max(0, room) // shards + (1 if shard < max(0, room) % shards else 0)
+        if share < 1:
+            continue
+        stored = _window_key(key, seconds, index, shard)
+        if _add_one(stored, share, started_at):
+            return stored, 0
     return None, max(1, math.ceil(window_start + seconds - now))
 
 
 def give_back(stored: str) -> None:
     """Return a unit `take` handed out, for a send that did not happen."""
-    db.session.execute(
-        update(Counter).where(Counter.key == stored, Counter.count > 0)
-        .values(count=Counter.count - 1).execution_options(synchronize_session=False))
-    db.session.commit()
+    def work() -> None:
+        db.session.execute(
+            update(Counter).where(Counter.key == stored, Counter.count > 0)
+            .values(count=Counter.count - 1).execution_options(synchronize_session=False))
+        db.session.commit()
+
+    unit(work, "counters.give_back")
 
 
 def clear_windows(key: str, seconds: int) -> None:
     """Forget the current and previous windows of `key`."""
     index = int(clock.now().timestamp() // seconds)
     db.session.execute(delete(Counter).where(Counter.key.in_(
-        [_window_key(key, seconds, index), _window_key(key, seconds, index - 1)])))
+        _window_keys(key, seconds, index) + _window_keys(key, seconds, index - 1))))
     db.session.commit()
 
 
@@ -159,15 +194,11 @@ def end_run(key: str, *, started_by: datetime | None = None) -> None:
     condition = [Counter.key == _stored_key(key)]
     if started_by is not None:
         condition.append(Counter.started_at <= started_by)
-    for attempt in range(3):
-        try:
-            db.session.execute(delete(Counter).where(*condition))
-            db.session.commit()
-            return
-        except DBAPIError as exc:
-            db.session.rollback()
-            if attempt == 2 or not is_deadlock(exc):
-                raise
+    def work() -> None:
+        db.session.execute(delete(Counter).where(*condition))
+        db.session.commit()
+
+    unit(work, "counters.end_run")
 
 
 def forget(key: str) -> None:

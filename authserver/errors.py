@@ -217,19 +217,29 @@ def _from_http(exc: HTTPException) -> Problem:
 #: What the MySQL/MariaDB error numbers seen in operation mean, for the log line.
 _DB_ERRNOS = {
     1040: "too many connections",
+    1047: "cluster node not ready",
+    1180: "commit failed",
     1205: "lock wait timeout",
+    1305: "savepoint gone",
     1213: "deadlock",
     2002: "cannot connect (socket)",
     2003: "cannot connect",
     2006: "server has gone away",
     2013: "lost connection",
+    3101: "cluster certification failed",
 }
 
 
+def db_errno(exc: BaseException) -> int | None:
+    """The MySQL error number of a driver error (its first argument), or None."""
+    args: tuple[Any, ...] = tuple(getattr(getattr(exc, "orig", None), "args", ()))
+    return args[0] if args and isinstance(args[0], int) else None
+
+
 def is_deadlock(exc: DBAPIError) -> bool:
-    """MySQL's 1213 (deadlock found); the driver's error number is the first argument."""
-    args: tuple[Any, ...] = tuple(getattr(exc.orig, "args", ()))
-    return len(args) > 0 and args[0] == 1213
+    """MySQL's 1213: a deadlock, or on a multi-primary cluster (Galera, Group Replication)
+    a write conflict with another node that this transaction lost."""
+    return db_errno(exc) == 1213
 
 
 def db_error_summary(exc: BaseException) -> str:

@@ -13,6 +13,7 @@ What moves the counters:
 - the HTTP layer: every answer's duration by route template (never the raw path), method and
   status class, and a refresh answered 401 without an event (an unknown or expired token);
 - the senders' gate (senders/gate.py), which every real SMS and e-mail goes through;
+- transactions.py, each time a unit of work is run again after a conflict (its MySQL errno);
 - the number of open sessions, counted at scrape time (cached a few seconds).
 
 Labels only ever hold values from fixed sets (events.Method, events.Outcome, the channels,
@@ -62,8 +63,12 @@ SENDER_DURATION = Histogram(
     "authserver_sender_duration_seconds", "Time the SMS or e-mail provider took, per call",
     ["channel"], registry=None,
     buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0))
+DB_RETRIES = Counter(
+    "authserver_db_retries_total",
+    "Units of work run again after a deadlock or a cluster write conflict (transactions.py)",
+    ["errno"], registry=None)
 
-METRICS = (SIGNINS, CODES_SENT, REFRESHES, HTTP_DURATION, SENDER_DURATION)
+METRICS = (SIGNINS, CODES_SENT, REFRESHES, HTTP_DURATION, SENDER_DURATION, DB_RETRIES)
 
 #: Seconds a count of the open sessions is reused, so frequent scrapes stay cheap.
 ACTIVE_SESSIONS_TTL = 5.0

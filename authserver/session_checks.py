@@ -25,8 +25,8 @@ from flask import Flask, current_app
 from sqlalchemy import Dialect, Engine, Select, bindparam, create_engine, exists, func, select
 from sqlalchemy.exc import DBAPIError
 
-from authserver import clock
-from authserver.config import Settings
+from authserver import causal_reads, clock
+from authserver.config import Settings, settings
 from authserver.extensions import db
 from authserver.models import RecoveryCode, Role, Session, TotpFactor, User
 from authserver.models.user import user_fields, user_roles
@@ -39,7 +39,10 @@ def init_app(app: Flask, loaded: Settings) -> None:
     """Give the app its checks engine when it runs on MySQL."""
     options = loaded.checks_engine_options()
     if options is not None:
-        app.extensions[EXTENSION_KEY] = create_engine(loaded.database_url, **options)
+        engine = create_engine(loaded.database_url, **options)
+        if loaded.db_causal_reads:
+            causal_reads.group_replication_consistency(engine)
+        app.extensions[EXTENSION_KEY] = engine
 
 
 def engine() -> Engine | None:
@@ -58,24 +61,30 @@ class _Statement:
         self._row = namedtuple("_Row", [column.key for column in columns])  # type: ignore[misc]
         self._compiled: dict[str, tuple[str, list[Any]]] = {}
 
-    def compiled(self, dialect: Dialect) -> tuple[str, list[Any]]:
-        """The SQL for `dialect` and a result processor (or None) per column."""
-        compiled = self._compiled.get(dialect.name)
+    def compiled(self, dialect: Dialect, *, causal: bool = False) -> tuple[str, list[Any]]:
+        """The SQL for `dialect` (a causal read on a cluster's node: causal_reads.py) and a
+        result processor (or None) per column."""
+        key = f"{dialect.name}:{causal}"
+        compiled = self._compiled.get(key)
         if compiled is None:
-            compiled = (str(self.select.compile(dialect=dialect)),
+            sql = str(self.select.compile(dialect=dialect))
+            compiled = (causal_reads.causal(sql, dialect) if causal else sql,
                         [column.type.result_processor(dialect, None)
                          for column in self.select.selected_columns])
-            self._compiled[dialect.name] = compiled
+            self._compiled[key] = compiled
         return compiled
 
-    def rows(self, engine: Engine, params: dict[str, Any]) -> list[Any]:
+    def rows(self, engine: Engine, params: dict[str, Any], *, causal: bool = False
+             ) -> list[Any]:
         dialect = engine.dialect
-        sql, processors = self.compiled(dialect)
         try:
             connection = engine.raw_connection()
         except dialect.loaded_dbapi.Error as exc:  # no connection could be made
             raise DBAPIError.instance(None, None, exc, dialect.loaded_dbapi.Error,
                                       dialect=dialect) from exc
+        # After the connection: the dialect learns on its first one which server it talks to
+        # (MariaDB or MySQL), which the causal form depends on.
+        sql, processors = self.compiled(dialect, causal=causal)
         cursor = None
         try:
             cursor = connection.cursor()
@@ -181,14 +190,16 @@ def _read(statement: _Statement, session_id: str) -> list[Any]:
     checks = engine()
     if checks is None or _in_unit_of_work():
         return list(db.session.execute(statement.select, {"session_id": session_id}))
+    # On a cluster: see a logout committed on any node (DB_CAUSAL_READS, causal_reads.py).
+    causal = settings().db_causal_reads
     try:
-        return statement.rows(checks, {"session_id": session_id})
+        return statement.rows(checks, {"session_id": session_id}, causal=causal)
     except DBAPIError as exc:
         if not exc.connection_invalidated:
             raise
         # The pooled connection had gone away (it has been discarded): one more try, on a
         # new one. A database that is really down fails this too, and answers 503.
-        return statement.rows(checks, {"session_id": session_id})
+        return statement.rows(checks, {"session_id": session_id}, causal=causal)
 
 
 def _in_unit_of_work() -> bool:

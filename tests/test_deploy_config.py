@@ -28,7 +28,9 @@ NOT_SETTINGS = {
     "PROMETHEUS_MULTIPROC_DIR",  # prometheus-client's multiprocess mode under gunicorn
 }
 #: Read by docker-compose.yml itself (interpolation), never by the app.
-COMPOSE_ONLY = {"MYSQL_PASSWORD", "HTTP_PORT"}
+COMPOSE_ONLY = {"MYSQL_PASSWORD", "HTTP_PORT",
+                # the galera profile (issue 15)
+                "DATABASE_HOST", "GALERA_ROOT_PASSWORD", "CLUSTERCHECK_PASSWORD"}
 #: Settings being added to config.py by the other issue 13 branches (webhooks: WEBHOOK_URL,
 #: WEBHOOK_SECRET; metrics: METRICS_TOKEN, LOG_FORMAT; ops: SECRET_KEY_FALLBACKS,
 #: CORS_ALLOWED_ORIGINS). Drop this set once they are merged: then they are in NAMES.

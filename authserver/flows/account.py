@@ -21,6 +21,7 @@ from authserver.events import Event, EventType, emit
 from authserver.extensions import client_ip, db
 from authserver.models import OneTimeCode, User
 from authserver.services import services
+from authserver.transactions import irreversible
 from authserver.user_agents import describe
 
 log = logging.getLogger("authserver.flows.account")
@@ -109,6 +110,7 @@ def _notify(email: str) -> None:
     config = settings()
     context = {"app_name": config.app_name, "email": email, "in_account": True,
                "reset_url": f"{config.public_base_url}/login/forgot"}
+    irreversible()  # a conflict after this must not run the change (and this mail) again
     try:
         services().email.send(email, f"Your {config.app_name} password was changed",
                               render_template("mail/password_changed.txt", **context),

@@ -34,6 +34,7 @@ from authserver.identifiers import normalize_email
 from authserver.models import User
 from authserver.redirects import check_redirect
 from authserver.services import services
+from authserver.transactions import irreversible
 
 log = logging.getLogger("authserver.flows.password_reset")
 
@@ -195,6 +196,7 @@ def _notify(email: str) -> None:
     config = settings()
     context = {"app_name": config.app_name, "email": email,
                "reset_url": f"{config.public_base_url}/login/forgot"}
+    irreversible()  # a conflict after this must not run the change (and this mail) again
     try:
         services().email.send(email, f"Your {config.app_name} password was changed",
                               render_template("mail/password_changed.txt", **context),

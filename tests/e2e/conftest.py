@@ -51,12 +51,15 @@ class LiveServer:
 
 
 def start_gunicorn(env: dict[str, str], log_dir: Path, *, workers: int = 2, threads: int = 4,
-                   config: str | None = None, ready: str = "/readyz") -> LiveServer:
-    """Migrate `env`'s database, start gunicorn on PUBLIC_BASE_URL's port and wait until
-    `ready` answers 200. `config`: a gunicorn config file (e.g. gunicorn.conf.py)."""
+                   config: str | None = None, ready: str = "/readyz",
+                   wait: float = 30, migrate: bool = True) -> LiveServer:
+    """Migrate `env`'s database (unless `migrate` is False: the caller did), start gunicorn
+    on PUBLIC_BASE_URL's port and wait (up to `wait` seconds) until `ready` answers 200.
+    `config`: a gunicorn config file (e.g. gunicorn.conf.py)."""
     port = int(env["PUBLIC_BASE_URL"].rsplit(":", 1)[1])
-    subprocess.run([str(BIN / "flask"), "--app", "authserver", "db", "upgrade"],
-                   cwd=ROOT, env=env, check=True, capture_output=True, timeout=120)
+    if migrate:
+        subprocess.run([str(BIN / "flask"), "--app", "authserver", "db", "upgrade"],
+                       cwd=ROOT, env=env, check=True, capture_output=True, timeout=120)
     log_path = log_dir / f"server-{port}.log"
     command = [str(BIN / "gunicorn"), *(["-c", config] if config else []),
                "--bind", f"127.0.0.1:{port}", "--workers", str(workers),
@@ -64,12 +67,12 @@ def start_gunicorn(env: dict[str, str], log_dir: Path, *, workers: int = 2, thre
     process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=log_path.open("wb"),
                                stderr=subprocess.STDOUT)
     server = LiveServer(f"http://127.0.0.1:{port}", process, env, log_path)
-    deadline = time.monotonic() + 30
+    deadline = time.monotonic() + wait
     while time.monotonic() < deadline:
         if process.poll() is not None:
             raise RuntimeError("server exited:\n" + server.log())
         try:
-            if requests.get(server.url + ready, timeout=1).status_code == 200:
+            if requests.get(server.url + ready, timeout=min(wait / 10, 5)).status_code == 200:
                 return server
         except requests.RequestException:
             pass
