@@ -54,12 +54,13 @@ migration: setup
 
 ## Speed against the ceiling (bench/README.md): MariaDB at 127.0.0.1:3306 (root), Redis at
 ## 127.0.0.1:6379, wrk if installed. Prints one table, writes bench/results.json.
+## `make bench BENCH_ARGS="--set DB_CAUSAL_READS=true"` measures authserver with a setting.
 bench: setup
-	$(BIN)/python bench/run.py
+	$(BIN)/python bench/run.py $(BENCH_ARGS)
 
 ## The same at 10,000 and at 1,000,000 users side by side (loads the million once, then reuses it).
 bench-scale: setup
-	$(BIN)/python bench/run.py --scale
+	$(BIN)/python bench/run.py --scale $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) instance test-output

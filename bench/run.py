@@ -243,7 +243,8 @@ def measure(target: seed.Target, args: argparse.Namespace) -> dict[str, Any]:
                "PUBLIC_BASE_URL": config["PUBLIC_BASE_URL"],
                "RATELIMIT_STORAGE_URI": f"redis://127.0.0.1:6379/{target.redis_db}",
                "SMS_BACKEND": "console", "EMAIL_BACKEND": "console", "PROXY_FIX_HOPS": "1",
-               "LOG_LEVEL": "INFO"}
+               "LOG_LEVEL": "INFO",
+               **dict(item.partition("=")[::2] for item in args.set)}
         ceiling_env = {**env, "CEILING_KEYS": str(folder / "keys.json"),
                        "CEILING_HASHES": str(folder / "hashes.json"),
                        "CEILING_DATABASE": f"{target.host}:{target.port}/{target.user}/"
@@ -495,7 +496,14 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=10.0, help="each measured run")
     parser.add_argument("--warmup", type=float, default=2.0, help="before each run")
     parser.add_argument("--log", help="append both servers' logs to this file")
+    parser.add_argument("--set", action="append", default=[], metavar="NAME=VALUE",
+                        help="a setting for authserver only (repeatable), e.g. "
+                             "DB_CAUSAL_READS=true to measure what it costs")
     args = parser.parse_args()
+    for item in args.set:
+        name, equals, _value = item.partition("=")
+        if not equals or not name.isupper():
+            parser.error(f"--set {item!r}: expected NAME=VALUE")
     if not shutil.which("wrk"):
         say("!! wrk not found: using the Python closed-loop generator (one process; its "
             "req/s are lower than wrk's, compare ratios only)")
@@ -505,14 +513,15 @@ def main() -> None:
     results: dict[str, Any] = {"machine": info, "started": time.strftime(
         "%Y-%m-%dT%H:%M:%SZ", time.gmtime(started)), "settings": {
         "workers": WORKERS, "wrk_threads": THREADS, "connections": CONNECTIONS,
-        "seconds": args.seconds, "warmup": args.warmup}}
+        "seconds": args.seconds, "warmup": args.warmup, "authserver_settings": args.set}}
     results["small"] = measure(SMALL, args)
     if args.scale:
         results["large"] = measure(LARGE, args)
     say("")
     say(f"authserver benchmark, {info['cores']} cores ({info['cpu']}), {info['database']}, "
         f"gunicorn {WORKERS} workers (gunicorn.conf.py), {CONNECTIONS} connections, "
-        f"{args.seconds:.0f} s per run")
+        f"{args.seconds:.0f} s per run" + (f", authserver with {' '.join(args.set)}"
+                                            if args.set else ""))
     say("")
     say(table(results["small"]))
     if args.scale:
