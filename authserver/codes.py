@@ -54,7 +54,7 @@ from authserver.events import Event, EventType, emit
 from authserver.events import Outcome as EventOutcome
 from authserver.extensions import client_ip, db
 from authserver.models import Counter, OneTimeCode
-from authserver.models.base import new_id
+from authserver.models.base import time_ordered_id
 from authserver.senders.base import RecipientRejected, SenderUnavailable, SendOutcomeUnknown
 from authserver.transactions import irreversible, unit
 
@@ -279,7 +279,7 @@ def send(purpose: Purpose, subject: str, deliver: Callable[[str, str | None], No
     reserved = _reserve_slot(purpose, subject)
     now = clock.now()
     code = None if provider_code else new_code()
-    challenge_id = new_id()
+    challenge_id = time_ordered_id()
     row = OneTimeCode(
         id=challenge_id, purpose=purpose.name, channel=purpose.channel.name, subject=subject,
         user_id=user_id, code_hash=code_hash(purpose, challenge_id, code) if code else "",

@@ -636,6 +636,7 @@ def engine_options(url: str) -> dict[str, Any]:
             # As many kept-open connections as a worker has threads (gunicorn.conf.py: 8),
             # so a busy worker does not open and close overflow connections per request.
             "pool_size": 10,
+            "max_overflow": 5,
             # Bounded waits so a dead database answers 503 instead of hanging a worker;
             # Settings.flask_config puts the DATABASE_*_TIMEOUT settings over these.
             "connect_args": {"connect_timeout": 2, "read_timeout": 2.5, "write_timeout": 2.5,

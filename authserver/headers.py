@@ -27,25 +27,29 @@ def init_app(app: Flask) -> None:
     @app.after_request
     def secure_headers(response: Response) -> Response:
         headers = response.headers
-        headers.setdefault("X-Content-Type-Options", "nosniff")
-        headers.setdefault("X-Frame-Options", "DENY")
-        headers.setdefault("Referrer-Policy", "no-referrer")
+        # Set what the view did not set itself: one pass over the headers, not one per name
+        # (this runs on every answer, the token check's included).
+        present = {name.lower() for name, _value in headers.items()}
+        wanted = [("X-Content-Type-Options", "nosniff"), ("X-Frame-Options", "DENY"),
+                  ("Referrer-Policy", "no-referrer")]
         if response.mimetype == "text/html":
-            headers.setdefault(
+            wanted.append((
                 "Content-Security-Policy",
                 "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
-                f"form-action {_form_action()}; frame-ancestors 'none'; base-uri 'none'",
-            )
+                f"form-action {_form_action()}; frame-ancestors 'none'; base-uri 'none'"))
         else:
-            headers.setdefault("Content-Security-Policy",
-                               "default-src 'none'; frame-ancestors 'none'")
+            wanted.append(("Content-Security-Policy", "default-src 'none'; frame-ancestors 'none'"))
         if request.endpoint not in _CACHEABLE_ENDPOINTS:
             # Token responses, /account and every page with personal data or a form's CSRF
             # token must never sit in a cache, shared or the browser's; an endpoint that may
             # be cached says so itself (the JWKS: public, max-age=300).
-            headers.setdefault("Cache-Control", "no-store")
-            if headers["Cache-Control"] == "no-store":
-                headers.setdefault("Pragma", "no-cache")
+            if "cache-control" not in present:
+                wanted.append(("Cache-Control", "no-store"))
+                wanted.append(("Pragma", "no-cache"))
+            elif headers["Cache-Control"] == "no-store":
+                wanted.append(("Pragma", "no-cache"))
         if settings().public_base_url.startswith("https://"):
-            headers.setdefault("Strict-Transport-Security", "max-age=31536000")
+            wanted.append(("Strict-Transport-Security", "max-age=31536000"))
+        headers.extend([(name, value) for name, value in wanted
+                        if name.lower() not in present])
         return response

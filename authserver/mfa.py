@@ -39,7 +39,7 @@ from authserver.config import settings
 from authserver.errors import ErrorCode, Problem
 from authserver.extensions import client_ip, db
 from authserver.models import OneTimeCode, RecoveryCode, TotpFactor, User
-from authserver.models.base import new_id
+from authserver.models.base import time_ordered_id
 
 log = logging.getLogger("authserver.mfa")
 
@@ -321,7 +321,7 @@ def require_second_factor(user: User, amr: list[str], client: str) -> NoReturn:
     token must work on any connection the moment the client has it, whatever the request
     does afterwards (the web pages answer with a redirect instead of the problem).
     """
-    challenge_id = new_id()
+    challenge_id = time_ordered_id()
     secret = secrets.token_urlsafe(32)
     now = clock.now()
     db.session.add(OneTimeCode(

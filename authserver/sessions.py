@@ -32,7 +32,7 @@ from authserver.errors import ErrorCode, Problem, invalid_token
 from authserver.events import Event, EventType, Method, Outcome, emit
 from authserver.extensions import db
 from authserver.models import RefreshToken, Session, User
-from authserver.models.base import new_id
+from authserver.models.base import time_ordered_id
 
 # The logger these lines always had: log filters and alerts (refresh reuse) select on it.
 log = logging.getLogger("authserver.tokens")
@@ -82,7 +82,7 @@ def open_session(user: User, amr: list[str], client: str,
     now = clock.now()
     ip, agent = _client_meta()
     values: dict[str, Any] = {
-        "id": new_id(),
+        "id": time_ordered_id(),
         "user_id": user.id,
         "amr": " ".join(amr),
         "client": client,

@@ -112,15 +112,20 @@ def _sign_in(attempt: attempts.Attempt, email: str, password: str,
         ratelimits.hit(ratelimits.SIGNIN_DEVICE, device)
     else:
         ratelimits.hit(ratelimits.SIGNIN_ACCOUNT, email)
+    # Read before the attempt is counted: that commits, and reading the row again after it
+    # would cost a query and a commit more (open_session re-checks the disabled flag).
+    stored_hash = user.password_hash if user else None
+    disabled = user.disabled if user else False
+    unverified = user.email_verified_at is None if user else True
     lockout.attempt(email, user_id)
     # An unknown user is checked against a dummy hash so both cases take the same time.
-    ok = passwords.verify_password(user.password_hash if user else None, password)
+    ok = passwords.verify_password(stored_hash, password)
     if not ok or user is None:
         log.info("sign-in failed")
         raise _invalid_credentials()
-    if user.disabled:
+    if disabled:
         raise Problem(403, "account_disabled", "This account has been disabled.")
-    if settings().email_verification_required and user.email_verified_at is None:
+    if settings().email_verification_required and unverified:
         # Told only after the right password: it says nothing about unknown addresses.
         raise Problem(403, "email_not_verified", "Confirm your e-mail address first: open the "
                       "link in the mail we sent, or sign in with a link or code e-mailed to "
@@ -129,8 +134,7 @@ def _sign_in(attempt: attempts.Attempt, email: str, password: str,
     devices.remember(user.id)
     # Weaker argon2 parameters, or a bcrypt hash imported from the Node AuthService: the
     # password just checked is stored again as argon2id (passwords.upgraded_hash).
-    upgraded = passwords.upgraded_hash(user.password_hash, password) if user.password_hash \
-        else None
+    upgraded = passwords.upgraded_hash(stored_hash, password) if stored_hash else None
     if upgraded is not None:
         user.password_hash = upgraded
         db.session.flush()

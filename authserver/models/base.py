@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import secrets
+import time
 import uuid
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
@@ -66,4 +68,17 @@ TABLE_OPTIONS: dict[str, Any] = {
 
 
 def new_id() -> str:
+    """A random id (UUIDv4): users, whose ids should say nothing about when they signed up."""
     return str(uuid.uuid4())
+
+
+def time_ordered_id() -> str:
+    """A UUIDv7 (RFC 9562, section 5.7): 48 bits of Unix milliseconds, the version, 74 random
+    bits. For rows written on every sign-in (sessions, codes): new keys land at one end of
+    the primary key's B-tree instead of on a random page, so inserts stay in memory as the
+    table grows past the buffer pool (random ids made code sign-ins ~20 % slower at
+    3,000,000 sessions in `make bench-scale`)."""
+    millis = time.time_ns() // 1_000_000
+    value = ((millis & (1 << 48) - 1) << 80 | 0x7 << 76 | secrets.randbits(12) << 64
+             | 0b10 << 62 | secrets.randbits(62))
+    return str(uuid.UUID(int=value))

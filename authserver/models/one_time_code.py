@@ -14,7 +14,7 @@ from sqlalchemy import ForeignKey, Index, Integer, String
 from sqlalchemy.orm import Mapped, mapped_column
 
 from authserver import clock
-from authserver.models.base import TABLE_OPTIONS, Model, UTCDateTime, new_id
+from authserver.models.base import TABLE_OPTIONS, Model, UTCDateTime, time_ordered_id
 
 
 class OneTimeCode(Model):
@@ -26,7 +26,7 @@ class OneTimeCode(Model):
     )
 
     # Random, so a mailed link can name its row (the link's signature covers the id).
-    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=time_ordered_id)
     purpose: Mapped[str] = mapped_column(String(32))
     channel: Mapped[str] = mapped_column(String(16))  # "sms" or "email"
     subject: Mapped[str] = mapped_column(String(254))

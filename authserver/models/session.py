@@ -8,7 +8,7 @@ from sqlalchemy import BigInteger, ForeignKey, Index, Integer, String
 from sqlalchemy.orm import Mapped, mapped_column
 
 from authserver import clock
-from authserver.models.base import TABLE_OPTIONS, Model, UTCDateTime, new_id
+from authserver.models.base import TABLE_OPTIONS, Model, UTCDateTime, time_ordered_id
 
 # SQLite only auto-increments INTEGER PRIMARY KEY; MySQL gets a BIGINT.
 BigId = BigInteger().with_variant(Integer(), "sqlite")
@@ -21,7 +21,7 @@ class Session(Model):
         TABLE_OPTIONS,
     )
 
-    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=time_ordered_id)
     user_id: Mapped[str] = mapped_column(String(36), ForeignKey("users.id", ondelete="CASCADE"))
     amr: Mapped[str] = mapped_column(String(64))  # space-separated methods, e.g. "pwd" or "sms"
     client: Mapped[str] = mapped_column(String(16), default="api")  # "api" or "web"
