@@ -23,15 +23,16 @@ from __future__ import annotations
 import hashlib
 import math
 import random
+from collections.abc import Callable
 from datetime import UTC, datetime
 
 from sqlalchemy import delete, func, insert, select, update
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import DBAPIError, IntegrityError
 
 from authserver import clock
 from authserver.extensions import db
 from authserver.models import Counter
-from authserver.transactions import unit
+from authserver.transactions import retryable, unit
 
 #: The key column's width; longer keys are stored as a hash.
 MAX_KEY_LENGTH = 100
@@ -45,6 +46,22 @@ def _stored_key(key: str) -> str:
 
 def _count_of(stored: str) -> int | None:
     return db.session.scalar(select(Counter.count).where(Counter.key == stored))
+
+
+def _settled(step: Callable[[], bool], what: str) -> bool:
+    """`step` as a unit; False (look again) when its racers kept deadlocking it past the
+    unit's own retries: the INSERTs and DELETEs of one busy key (a burst of sign-ins of one
+    address) can, and each look is a fresh start."""
+    try:
+        return unit(step, what)
+    except DBAPIError as exc:
+        if retryable(exc) is None:
+            raise
+        return False
+
+
+#: Looks at a row `_add_one` may take before it gives up (see there).
+MAX_LOOKS = 50
 
 
 def _add_one(stored: str, room: int | None, started_at: datetime) -> bool:
@@ -82,18 +99,22 @@ def _add_one(stored: str, room: int | None, started_at: datetime) -> bool:
             db.session.rollback()
             return False
 
-    for _ in range(5):
+    # Each look that loses a race means another request made, filled or ended the row in
+    # between; under a burst on one key (twenty sign-ins of one address, each success ending
+    # the run) five looks were not always enough, and "gave up" read as "full" (a 403 lock
+    # for an address with no wrong password). Racers finish, so this ends long before.
+    for _ in range(MAX_LOOKS):
         current = _count_of(stored)
         db.session.commit()
         if current is None:
             if room is not None and room < 1:
                 return False
-            if unit(make, "counters.make"):
+            if _settled(make, "counters.make"):
                 return True
             continue  # a racer made the row: count on it
         if room is not None and current >= room:
             return False  # full
-        if unit(add, "counters.add"):
+        if _settled(add, "counters.add"):
             return True
         # The row went full (or away) between the look and the UPDATE: look again.
     return False
