@@ -53,6 +53,7 @@ from authserver.errors import Problem, rate_limited, unavailable
 from authserver.events import Event, EventType, emit
 from authserver.events import Outcome as EventOutcome
 from authserver.extensions import client_ip, db
+from authserver.identifiers import normalize_email
 from authserver.models import Counter, OneTimeCode
 from authserver.models.base import time_ordered_id
 from authserver.senders.base import RecipientRejected, SenderUnavailable, SendOutcomeUnknown
@@ -112,6 +113,10 @@ class Purpose:
     link_path: str = ""
     #: The setting that lets a proof of an unknown subject create an account (sign-ins).
     signup_setting: str = ""
+    #: A resend slot of its own, apart from the channel's: a sign-up's verification mail
+    #: must not make the person wait before asking for a sign-in link, and a change asked
+    #: for by one account must not hold up the mails of the address's owner.
+    own_slot: bool = False
 
     def __post_init__(self) -> None:
         PURPOSES[self.name] = self
@@ -120,7 +125,7 @@ class Purpose:
         return int(getattr(settings(), getattr(self, name)))
 
     def slot(self, subject: str) -> str:
-        return f"{self.channel.name}:{subject}"
+        return f"{self.name if self.own_slot else self.channel.name}:{subject}"
 
 
 #: Every purpose by name, as stored in the rows (filled in as flows define theirs).
@@ -430,6 +435,46 @@ def open_link(purpose: Purpose, token: Any) -> Challenge | None:
     """The live row a mailed link's token names, or None; changes nothing (GET-safe)."""
     challenge_id = link_challenge_id(purpose, token)
     return peek(purpose, challenge_id) if challenge_id else None
+
+
+def open_link_of(purposes: Sequence[Purpose], token: Any
+                 ) -> tuple[Purpose, Challenge] | None:
+    """open_link() for a page shared by purposes: the one whose salt signed `token`."""
+    for purpose in purposes:
+        challenge = open_link(purpose, token)
+        if challenge is not None:
+            return purpose, challenge
+    return None
+
+
+def look_at_link(purpose: Purpose, token: Any, binding: str | None
+                 ) -> tuple[Challenge, LinkUse] | None:
+    """The live link a token names and what the browser holding `binding` may do with it,
+    or None; changes nothing (a link page's GET)."""
+    challenge = open_link(purpose, token)
+    return (challenge, link_use(challenge, binding)) if challenge else None
+
+
+def mailed_code_target(purpose: Purpose, email: str, token: str | None
+                       ) -> tuple[str, str | None] | None:
+    """What a mailed code is checked against: the address, and the one row it must be when
+    it is typed under the mail's link (`token`); None when neither names a live one."""
+    if token is not None:
+        challenge = open_link(purpose, token)
+        return (challenge.subject, challenge.id) if challenge else None
+    try:
+        return normalize_email(email), None
+    except Problem:
+        return None
+
+
+def usable_by_request(challenge: Challenge, binding: str | None) -> bool:
+    """Whether a link's token alone may use it in this request: on the web (`binding` given)
+    only in the browser that asked for it; through the API (None) unless it was asked for in
+    a browser while MAGIC_LINK_BINDING is on (that link needs the browser, or the code)."""
+    if binding is not None:
+        return link_use(challenge, binding) is LinkUse.HERE
+    return not (settings().magic_link_binding and challenge.binding_hash)
 
 
 def peek(purpose: Purpose, challenge_id: str) -> Challenge | None:

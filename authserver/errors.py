@@ -165,6 +165,32 @@ def invalid_token(
                    headers={"WWW-Authenticate": 'Bearer error="invalid_token"'})
 
 
+def invalid_link(kind: str) -> Problem:
+    """One answer for a mailed link or code that is wrong, expired, used or replaced, and for
+    an address with none: `kind` names the mail ("sign-in", "reset", "confirmation")."""
+    return Problem(401, ErrorCode.INVALID_LINK, f"This {kind} link or code is invalid, "
+                   "expired or already used. Ask for a new one.")
+
+
+def invalid_otp() -> Problem:
+    """One answer for a texted code that is wrong, expired, used or replaced, and for a phone
+    with none."""
+    return Problem(401, ErrorCode.INVALID_OTP, "The code is wrong, expired or already used. "
+                   "Check it, or ask for a new one.", field="code")
+
+
+#: What a mailed code's holder can still do when guessing used the code up.
+USE_THE_LINK = "Use the link in the e-mail or ask for a new one."
+
+
+def code_used_up(retry_after: int, next_step: str, field: str | None = None) -> Problem:
+    """The wrong try that used up a code's attempts: only a new code (or the mail's link,
+    which guessing never uses up) goes on; `retry_after` says when one can be sent."""
+    return Problem(429, ErrorCode.OTP_ATTEMPTS_EXCEEDED, "Too many wrong codes: this code no "
+                   f"longer works. {next_step}", headers={"Retry-After": str(retry_after)},
+                   field=field)
+
+
 def wants_html() -> bool:
     """True for the HTML pages (the web blueprint), where errors render as pages."""
     if request.blueprint == "web":

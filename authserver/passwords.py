@@ -28,6 +28,7 @@ from flask import has_app_context
 
 from authserver import pwned
 from authserver.config import PASSWORD_MAX_LENGTH, Settings, settings
+from authserver.errors import ErrorCode, Problem
 
 __all__ = [
     "BCRYPT_MAX_BYTES",
@@ -277,6 +278,14 @@ def check_policy(password: str, email: str | None = None) -> str | None:
     # The normalised form is what is hashed, so it is what an attacker has to guess.
     pwned.enforce(normalized)
     return None
+
+
+def require_policy(password: str, email: str | None = None) -> None:
+    """check_policy() for a flow: a refused password raises 422 weak_password (its reason
+    as the detail, next to the password field); 422 breached_password and 503 as above."""
+    reason = check_policy(password, email)
+    if reason is not None:
+        raise Problem(422, ErrorCode.WEAK_PASSWORD, reason, field="password")
 
 
 # --- variants of common passwords, walks, repeats and context words -------------------------

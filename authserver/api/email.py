@@ -9,7 +9,7 @@ from authserver.api import bp
 from authserver.api.endpoint import BEARER, endpoint
 from authserver.errors import ErrorCode as E
 from authserver.errors import Problem
-from authserver.flows import email_verification
+from authserver.flows import email_change, email_confirmation, email_verification
 from authserver.schemas.requests import EmailChange, EmailVerify
 from authserver.schemas.responses import EmailVerified, MailSent, token_response, user_object
 from authserver.transactions import committed
@@ -29,9 +29,9 @@ from authserver.transactions import committed
                   429: [E.OTP_ATTEMPTS_EXCEEDED, E.RATE_LIMITED]})
 def verify_email(body: EmailVerify) -> EmailVerified:
     if body.token:
-        confirmed = email_verification.confirm_link(body.token)
+        confirmed = email_confirmation.confirm_link(body.token)
     elif body.email and body.code:
-        confirmed = email_verification.confirm_code(body.email, body.code)
+        confirmed = email_confirmation.confirm_code(body.email, body.code)
     else:
         raise Problem(400, E.INVALID_REQUEST, "Send either {token} or {email, code}.")
     if confirmed.issued is not None:
@@ -62,4 +62,4 @@ def resend_verification() -> dict[str, Any]:
           errors={401: [E.REAUTHENTICATION_REQUIRED], 422: [E.INVALID_EMAIL],
                   429: [E.RATE_LIMITED], 503: [E.SERVICE_UNAVAILABLE]})
 def change_email(body: EmailChange) -> dict[str, Any]:
-    return email_verification.request_change(tokens.current_user(), body.email)
+    return email_change.request_change(tokens.current_user(), body.email)

@@ -14,7 +14,7 @@ body, a provider outage, the step-up to a second factor) tell nothing.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
@@ -47,12 +47,17 @@ class Attempt:
 
 
 @contextmanager
-def signin(method: Method, user_id: str | None = None) -> Iterator[Attempt]:
+def signin(method: Method, user_id: str | None = None, *,
+           account_of: Callable[[], str | None] | None = None) -> Iterator[Attempt]:
+    """`account_of`: asked for the account's id on a failure the flow did not name one for
+    (it looks up what the person typed, and must cost the same for every answer)."""
     attempt = Attempt(user_id)
     try:
         yield attempt
     except Problem as problem:
         outcome = FAILURES.get(problem.code)
+        if outcome is not None and attempt.user_id is None and account_of is not None:
+            attempt.user_id = account_of()
         # Told once: a flow that runs inside another (a code's check inside a sign-in) is
         # told by the innermost, which knows most.
         if outcome is not None and not getattr(problem, TOLD, False):

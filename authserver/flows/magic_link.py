@@ -13,17 +13,14 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from flask import render_template
-
 from authserver import accounts, codes, ratelimits, tokens
 from authserver.config import settings
-from authserver.errors import Problem
+from authserver.errors import USE_THE_LINK, code_used_up, invalid_link
 from authserver.events import Event, EventType, Method, emit
 from authserver.extensions import client_ip
-from authserver.flows import attempts, handoff
+from authserver.flows import attempts, channels, handoff
 from authserver.identifiers import normalize_email
 from authserver.redirects import check_redirect
-from authserver.services import services
 
 log = logging.getLogger("authserver.flows.magic_link")
 
@@ -37,11 +34,6 @@ PURPOSE = codes.Purpose(
     link_path="/auth/magic", signup_setting="email_signup_enabled")
 
 
-def _invalid_link() -> Problem:
-    return Problem(401, "invalid_link", "This sign-in link or code is invalid, expired or "
-                                        "already used. Ask for a new one.")
-
-
 def request_link(email: str, redirect_to: str | None = None, code_challenge: str | None = None,
                  code_challenge_method: str | None = None, *, state: str | None = None,
                  binding: str | None = None) -> dict[str, Any]:
@@ -53,30 +45,20 @@ def request_link(email: str, redirect_to: str | None = None, code_challenge: str
     redirect_to = check_redirect(redirect_to)
     code_challenge = handoff.check_challenge(code_challenge, code_challenge_method)
     state = handoff.check_state(state)
+    # Without an account nothing in the mail signs in: it says so, and the row's code (never
+    # shown) answers tries exactly like a real one.
     nobody = not config.email_signup_enabled and accounts.by_email(email) is None
-
-    def deliver(link_id: str, code: str | None) -> None:
-        context = {"app_name": config.app_name, "link": codes.link_url(PURPOSE, link_id),
-                   "code": code, "email": email,
-                   "expires_minutes": max(1, config.magic_link_ttl // 60)}
-        # Without an account nothing in the mail signs in: it says so, and the row's code
-        # (never shown) answers tries exactly like a real one.
-        template = "mail/no_account" if nobody else "mail/magic_link"
-        services().email.send(email, f"Sign in to {config.app_name}",
-                              render_template(f"{template}.txt", **context),
-                              render_template(f"{template}.html", **context))
-
-    codes.send(PURPOSE, email, deliver,
-               limits=[(ratelimits.MAIL_IP, client_ip()), (ratelimits.MAIL_ADDRESS, email)],
-               redirect_to=redirect_to, code_challenge=code_challenge, state=state,
-               binding=binding)
+    channels.mail_code(
+        PURPOSE, email, "no_account" if nobody else "magic_link", f"Sign in to {config.app_name}",
+        limits=[(ratelimits.MAIL_IP, client_ip()), (ratelimits.MAIL_ADDRESS, email)],
+        redirect_to=redirect_to, code_challenge=code_challenge, state=state, binding=binding)
     return {"sent": True, "expires_in": config.magic_link_ttl}
 
 
 def _finish(challenge: codes.Challenge) -> codes.Proof:
     proof = codes.sign_in_owner(challenge)
     if proof is None:
-        raise _invalid_link()
+        raise invalid_link("sign-in")
     log.info("e-mail sign-in link=%s user=%s", challenge.id, proof.owner.user.id)
     return proof
 
@@ -84,8 +66,7 @@ def _finish(challenge: codes.Challenge) -> codes.Proof:
 def peek_link(token: str, binding: str | None = None
               ) -> tuple[codes.Challenge, codes.LinkUse] | None:
     """The live link a token names and what it may do here, or None; changes nothing."""
-    challenge = codes.open_link(PURPOSE, token)
-    return (challenge, codes.link_use(challenge, binding)) if challenge else None
+    return codes.look_at_link(PURPOSE, token, binding)
 
 
 def _link_used(proof: codes.Proof) -> codes.Proof:
@@ -101,7 +82,7 @@ def consume_link(token: str, binding: str | None = None) -> codes.Proof:
         if (challenge is None or codes.link_use(challenge, binding) is not codes.LinkUse.HERE
                 or not codes.consume(PURPOSE, challenge.id)):
             log.info("magic link refused")
-            raise _invalid_link()
+            raise invalid_link("sign-in")
         proof = _link_used(_finish(challenge))
         attempt.user_id = proof.owner.user.id
         return proof
@@ -113,7 +94,7 @@ def hand_off(token: str) -> str:
     challenge = codes.open_link(PURPOSE, token)
     if challenge is None or codes.link_use(challenge, None) is not codes.LinkUse.HANDOFF \
             or not challenge.redirect_to:
-        raise _invalid_link()
+        raise invalid_link("sign-in")
     code = handoff.create_link_code(challenge, AMR)
     return handoff.redirect_url(challenge.redirect_to, code, challenge.state)
 
@@ -121,39 +102,27 @@ def hand_off(token: str) -> str:
 def consume_code(email: str, code: str, *, token: str | None = None) -> codes.Proof:
     """Use the 6-digit code of a mail to `email` (or of the mail `token` came in) once: 401
     invalid_link when wrong, expired or used; 429 once wrong tries used it up."""
-    with attempts.signin(Method.EMAIL_CODE) as attempt:
-        try:
-            return _consume_code(email, code, token)
-        except Problem as problem:
-            if problem.code in attempts.FAILURES:
-                attempt.user_id = _account_of(email, token)
-            raise
+    with attempts.signin(Method.EMAIL_CODE, account_of=lambda: _account_of(email, token)):
+        return _consume_code(email, code, token)
 
 
 def _account_of(email: str, token: str | None) -> str | None:
-    challenge = codes.open_link(PURPOSE, token) if token is not None else None
-    try:
-        found = accounts.by_email(challenge.subject if challenge else normalize_email(email))
-    except Problem:
-        return None
+    target = codes.mailed_code_target(PURPOSE, email, token)
+    found = accounts.by_email(target[0]) if target else None
     return found.id if found is not None else None
 
 
 def _consume_code(email: str, code: str, token: str | None) -> codes.Proof:
-    challenge = codes.open_link(PURPOSE, token) if token is not None else None
-    try:
-        email = challenge.subject if challenge else normalize_email(email)
-    except Problem:
-        raise _invalid_link() from None
-    verdict = codes.verify(PURPOSE, email, code, only=challenge.id if challenge else None)
+    target = codes.mailed_code_target(PURPOSE, email, token)
+    if target is None:
+        raise invalid_link("sign-in")
+    verdict = codes.verify(PURPOSE, target[0], code, only=target[1])
     if verdict.outcome is codes.Outcome.MATCHED and verdict.challenge is not None:
         return _finish(verdict.challenge)
     if verdict.outcome is codes.Outcome.EXHAUSTED:
-        raise Problem(429, "otp_attempts_exceeded", "Too many wrong codes: this code no longer "
-                      "works. Use the link in the e-mail or ask for a new one.",
-                      headers={"Retry-After": str(codes.seconds_until_resend(PURPOSE, None))})
+        raise code_used_up(codes.seconds_until_resend(PURPOSE, None), USE_THE_LINK)
     log.info("magic code refused")
-    raise _invalid_link()
+    raise invalid_link("sign-in")
 
 
 def verify_link(token: str, code_verifier: str | None = None,
@@ -166,7 +135,7 @@ def verify_link(token: str, code_verifier: str | None = None,
                 challenge.binding_hash or not handoff.verifier_matches(
                     challenge.code_challenge, code_verifier))) \
                 or not codes.consume(PURPOSE, challenge.id):
-            raise _invalid_link()
+            raise invalid_link("sign-in")
         return tokens.issue(_link_used(_finish(challenge)).owner.user, AMR, client=client,
                             method=Method.EMAIL_LINK)
 

@@ -45,9 +45,7 @@ def sign_up(email: str, password: str, name: str | None = None, *, client: str =
     email = normalize_email(email)
     # Also raises 422 breached_password (and 503 when the breach check is down and set to
     # fail closed): the policy is one function, so every caller refuses the same passwords.
-    reason = passwords.check_policy(password, email)
-    if reason:
-        raise Problem(422, "weak_password", reason, field="password")
+    passwords.require_policy(password, email)
     if name is not None:
         name = name.strip()[:200] or None
     quiet = settings().email_verification_required

@@ -24,10 +24,18 @@ from sqlalchemy.exc import DBAPIError, IntegrityError
 
 from authserver import accounts, clock, codes, phones, ratelimits
 from authserver.config import settings
-from authserver.errors import ErrorCode, Problem, db_error_summary, invalid_token, is_deadlock
+from authserver.errors import (
+    ErrorCode,
+    Problem,
+    code_used_up,
+    db_error_summary,
+    invalid_otp,
+    invalid_token,
+    is_deadlock,
+)
 from authserver.events import Event, EventType, emit
 from authserver.extensions import client_ip, db
-from authserver.flows import sms_otp
+from authserver.flows import channels
 from authserver.models import User
 from authserver.services import services
 
@@ -44,7 +52,7 @@ def message_text(code: str) -> str:
     config = settings()
     host = urlsplit(config.public_base_url).hostname
     return (f"{config.app_name}: your code to add this phone to your account is {code}. "
-            f"It expires in {sms_otp._lifetime(config.otp_ttl)}. Don't share it.\n\n"
+            f"It expires in {channels.lifetime(config.otp_ttl)}. Don't share it.\n\n"
             f"@{host} #{code}")
 
 
@@ -59,15 +67,10 @@ def request_code(user: User, phone: str) -> dict[str, Any]:
                  phones.mask(number.e164))
         return {"sent": True, "expires_in": config.otp_ttl, "resend_after": 0,
                 "phone": number.e164}
-    sms_otp.text_code(PURPOSE, number, message_text, user_id=user.id)
+    channels.text_code(PURPOSE, number, message_text, user_id=user.id)
     log.info("add-phone code sent user=%s phone=%s", user.id, phones.mask(number.e164))
     return {"sent": True, "expires_in": config.otp_ttl,
             "resend_after": config.otp_resend_cooldown, "phone": number.e164}
-
-
-def _invalid_otp() -> Problem:
-    return Problem(401, ErrorCode.INVALID_OTP, "The code is wrong, expired or already used. "
-                   "Check it, or ask for a new one.", field="code")
 
 
 def _taken() -> Problem:
@@ -79,22 +82,19 @@ def _check_code(user: User, e164: str, code: str) -> None:
     """The texted (or test) code for `e164`, asked for by `user`; raises when it is not."""
     test_code = services().test_numbers.get(e164)
     if test_code is not None:
-        sms_otp.check_test_code(e164, code, test_code)
+        channels.check_test_code(e164, code, test_code)
         return
-    verdict = codes.verify(PURPOSE, e164, code, provider_check=sms_otp._check_with_provider
-                           if services().sms.owns_codes else None)
+    verdict = codes.verify(PURPOSE, e164, code, provider_check=channels.provider_check())
     if verdict.outcome is codes.Outcome.EXHAUSTED:
-        retry = codes.seconds_until_resend(PURPOSE, verdict.challenge)
-        raise Problem(429, ErrorCode.OTP_ATTEMPTS_EXCEEDED, "Too many wrong codes: this code "
-                      "no longer works. Ask for a new one.",
-                      headers={"Retry-After": str(retry)}, field="code")
+        raise code_used_up(codes.seconds_until_resend(PURPOSE, verdict.challenge),
+                           "Ask for a new one.", field="code")
     if verdict.outcome is not codes.Outcome.MATCHED or verdict.challenge is None:
-        raise _invalid_otp()
+        raise invalid_otp()
     if verdict.challenge.user_id != user.id:
         # Another account's code for this number (used up now: it was typed right, so
         # whoever typed it holds the phone; the other account asks again).
         log.info("add-phone code of another account used user=%s", user.id)
-        raise _invalid_otp()
+        raise invalid_otp()
 
 
 def verify_code(user: User, phone: str, code: str) -> User:

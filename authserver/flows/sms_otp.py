@@ -13,19 +13,16 @@ Log lines name the row id and a masked phone, never a code.
 
 from __future__ import annotations
 
-import hmac
 import logging
-from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlsplit
 
 from authserver import accounts, codes, phones, ratelimits, tokens
 from authserver.config import settings
-from authserver.errors import Problem
+from authserver.errors import Problem, code_used_up, invalid_otp
 from authserver.events import Method
 from authserver.extensions import client_ip
-from authserver.flows import attempts
-from authserver.senders.base import RecipientRejected
+from authserver.flows import attempts, channels
 from authserver.services import services
 
 log = logging.getLogger("authserver.flows.sms_otp")
@@ -40,39 +37,12 @@ PURPOSE = codes.Purpose(
     signup_setting="phone_signup_enabled")
 
 
-def _lifetime(seconds: int) -> str:
-    if seconds % 60 == 0:
-        minutes = seconds // 60
-        return f"{minutes} minute" + ("s" if minutes != 1 else "")
-    return f"{seconds} seconds"
-
-
 def message_text(code: str) -> str:
     """The SMS: short, names the app, and ends with the WebOTP line so devices can autofill."""
     config = settings()
     host = urlsplit(config.public_base_url).hostname
     return (f"{config.app_name}: your sign-in code is {code}. It expires in "
-            f"{_lifetime(config.otp_ttl)}. Don't share it.\n\n@{host} #{code}")
-
-
-def text_code(purpose: codes.Purpose, number: phones.Phone, text: Callable[[str], str], *,
-              user_id: str | None = None) -> None:
-    """Text `purpose`'s code to `number` (the SMS `text(code)`; with a provider that makes
-    its own codes, Twilio Verify, the provider is asked to send one), under the SMS limits:
-    per phone, per IP, per country and global. Raises 429 and 503 as codes.send does."""
-    sender = services().sms
-
-    def deliver(_challenge_id: str, code: str | None) -> None:
-        if code is None:
-            sender.start_verification(number.e164)
-        else:
-            sender.send(number.e164, text(code))
-
-    limits = [(ratelimits.SMS_PHONE, number.e164), (ratelimits.SMS_IP, client_ip()),
-              (ratelimits.SMS_COUNTRY, number.country_key),
-              (ratelimits.SMS_GLOBAL, "all")]
-    codes.send(purpose, number.e164, deliver, limits=limits, provider_code=sender.owns_codes,
-               user_id=user_id)
+            f"{channels.lifetime(config.otp_ttl)}. Don't share it.\n\n@{host} #{code}")
 
 
 def request_code(phone: str) -> dict[str, Any]:
@@ -90,37 +60,13 @@ def request_code(phone: str) -> dict[str, Any]:
                 "phone": number.e164}
 
     try:
-        text_code(PURPOSE, number, message_text)
+        channels.text_code(PURPOSE, number, message_text)
     except Problem:
         log.warning("otp request refused phone=%s ip=%s", phones.mask(number.e164),
                     client_ip())
         raise
     return {"sent": True, "expires_in": config.otp_ttl,
             "resend_after": config.otp_resend_cooldown, "phone": number.e164}
-
-
-def _invalid_otp() -> Problem:
-    # One answer for a wrong, expired, used or replaced code and for a phone with no code.
-    return Problem(401, "invalid_otp", "The code is wrong, expired or already used. Check it, "
-                   "or ask for a new one.", field="code")
-
-
-def _check_with_provider(challenge: codes.Challenge, code: str) -> bool:
-    """Twilio Verify holds the code (a row without a hash); the engine counted the try."""
-    try:
-        return services().sms.check_verification(challenge.subject, code)
-    except RecipientRejected:
-        return False
-
-
-def check_test_code(e164: str, code: str, test_code: str) -> None:
-    """A test number's fixed code (SMS_TEST_NUMBERS); raises 401 invalid_otp when `code` is
-    not it. The per-number cap on wrong guesses is all that stands before it (429)."""
-    guesses = (ratelimits.CODE_GUESSES, f"sms:{e164}")
-    ratelimits.check(*guesses)
-    if not hmac.compare_digest(codes.normalize_code(code) or "", test_code):
-        ratelimits.count(*guesses)
-        raise _invalid_otp()
 
 
 def verify_code(phone: str, code: str, *, client: str = "api") -> tokens.IssuedTokens:
@@ -133,13 +79,8 @@ def verify_code(phone: str, code: str, *, client: str = "api") -> tokens.IssuedT
     A refusal is told as SIGNIN_FAILED (flows/attempts.py), naming the phone's account only
     after the code was checked (the lookup costs the same for every number).
     """
-    with attempts.signin(Method.SMS) as attempt:
-        try:
-            return _verify_code(phone, code, client)
-        except Problem as problem:
-            if problem.code in attempts.FAILURES:
-                attempt.user_id = _account_of(phone)
-            raise
+    with attempts.signin(Method.SMS, account_of=lambda: _account_of(phone)):
+        return _verify_code(phone, code, client)
 
 
 def _account_of(phone: str) -> str | None:
@@ -155,22 +96,19 @@ def _verify_code(phone: str, code: str, client: str) -> tokens.IssuedTokens:
     e164 = phones.parse_phone(phone)
     test_code = services().test_numbers.get(e164)
     if test_code is not None:
-        check_test_code(e164, code, test_code)
+        channels.check_test_code(e164, code, test_code)
     else:
-        verdict = codes.verify(PURPOSE, e164, code, provider_check=_check_with_provider
-                               if services().sms.owns_codes else None)
+        verdict = codes.verify(PURPOSE, e164, code, provider_check=channels.provider_check())
         if verdict.outcome is codes.Outcome.EXHAUSTED:
-            retry = codes.seconds_until_resend(PURPOSE, verdict.challenge)
-            raise Problem(429, "otp_attempts_exceeded", "Too many wrong codes: this code no "
-                          "longer works. Ask for a new one.",
-                          headers={"Retry-After": str(retry)}, field="code")
+            raise code_used_up(codes.seconds_until_resend(PURPOSE, verdict.challenge),
+                               "Ask for a new one.", field="code")
         if verdict.outcome is not codes.Outcome.MATCHED:
             log.info("otp verify failed (%s) phone=%s", verdict.outcome.value,
                      phones.mask(e164))
-            raise _invalid_otp()
+            raise invalid_otp()
     # Whether a number has an account stays secret: no account is a wrong code too.
     owner = accounts.verified_owner(phone=e164, create=settings().phone_signup_enabled)
     if owner is None:
-        raise _invalid_otp()
+        raise invalid_otp()
     log.info("otp sign-in user=%s phone=%s", owner.user.id, phones.mask(e164))
     return tokens.issue(owner.user, AMR, client=client, method=Method.SMS)

@@ -19,7 +19,7 @@ from werkzeug.wrappers import Response
 from authserver import auth, codes, ratelimits
 from authserver.config import settings
 from authserver.errors import Problem
-from authserver.flows import email_verification
+from authserver.flows import channels, email_change, email_confirmation
 from authserver.transactions import committed
 from authserver.web import bp
 from authserver.web import session as web_session
@@ -37,31 +37,31 @@ def _code_page(form: LinkCodeForm, problem: Problem | None = None) -> Response:
     return page(html, status, headers)
 
 
-LINK = LinkPage(peek=email_verification.peek_link, code_form=LinkCodeForm,
+LINK = LinkPage(peek=email_confirmation.peek_link, code_form=LinkCodeForm,
                 code_page=_code_page, invalid_page=lambda: render_template("verify_invalid.html"),
                 shown=SHOWN)
 
 
-def _done(confirmed: email_verification.Confirmed) -> Response:
+def _done(confirmed: email_confirmation.Confirmed) -> Response:
     if confirmed.issued is not None:
         return web_session.after_sign_in(confirmed.issued)
     return page(render_template("email_verified.html", email=confirmed.user.email,
-                                changed=confirmed.purpose is email_verification.CHANGE))
+                                changed=confirmed.purpose is email_change.CHANGE))
 
 
 def _confirm_button(token: str, challenge: codes.Challenge, _use: codes.LinkUse) -> Response:
     return page(render_template(
         "verify_email.html", form=ConfirmForm(formdata=None, token=token),
-        email=challenge.subject, change=challenge.purpose == email_verification.CHANGE.name))
+        email=challenge.subject, change=challenge.purpose == email_change.CHANGE.name))
 
 
 def _confirm_code(token: str) -> Response:
-    return LINK.use_code(lambda form: email_verification.confirm_code(
+    return LINK.use_code(lambda form: email_confirmation.confirm_code(
         "", required(form.code), token=token, client="web"), _done)
 
 
 def _confirm_link(token: str, _challenge: codes.Challenge, _use: codes.LinkUse) -> Response:
-    return LINK.use_link(lambda: email_verification.confirm_link(
+    return LINK.use_link(lambda: email_confirmation.confirm_link(
         token, binding=link_binding(), client="web"), _done)
 
 
@@ -93,12 +93,12 @@ def change_email() -> Response | Page | str:
         return render_form("change_email.html", form, form_problem(form), user=user)
     binding = link_binding() or codes.new_binding()
     try:
-        email_verification.request_change(user, required(form.email), binding=binding)
+        email_change.request_change(user, required(form.email), binding=binding)
     except Problem as problem:
         return render_form("change_email.html", form, problem, user=user)
-    ttl = email_verification.CHANGE.setting("ttl")
+    ttl = email_change.CHANGE.setting("ttl")
     response = make_response(render_template(
         "change_email_sent.html", email=required(form.email).strip(),
-        expires=email_verification.lifetime(ttl)))
+        expires=channels.lifetime(ttl)))
     set_link_binding(response, binding, max(ttl, settings().magic_link_ttl))
     return response

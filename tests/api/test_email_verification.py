@@ -16,7 +16,7 @@ from sqlalchemy import select
 
 from authserver import accounts, clock, passwords
 from authserver.extensions import db
-from authserver.flows import email_verification
+from authserver.flows import email_change, email_confirmation, email_verification
 from authserver.models import OneTimeCode, User
 from authserver.services import replace, services
 from tests.conftest import PASSWORD
@@ -196,7 +196,7 @@ def test_a_sign_up_mail_that_fails_never_fails_the_sign_up(app, client, caplog):
 def test_the_purposes_are_the_engines(app):
     assert email_verification.VERIFY.link_path == "/auth/verify-email"
     assert email_verification.VERIFY.setting("ttl") == 86400
-    assert email_verification.CHANGE.name == "change_email"
+    assert email_change.CHANGE.name == "change_email"
 
 
 # -- EMAIL_VERIFICATION_REQUIRED -------------------------------------------------------------
@@ -465,7 +465,7 @@ class TestRaceOnMySQL:
         def work() -> str:
             with lock:
                 token = links[next(handed)]
-            email_verification.confirm_link(token)
+            email_confirmation.confirm_link(token)
             return "won"
 
         outcomes = race(app, work, RACERS, remote_addr="192.0.2.30")
