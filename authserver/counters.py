@@ -20,13 +20,15 @@ caller goes on (sends a text, compares a password).
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import math
 import random
 from collections.abc import Callable
 from datetime import UTC, datetime
+from typing import Any
 
-from sqlalchemy import delete, func, insert, select, update
+from sqlalchemy import delete, false, func, insert, select, update
 from sqlalchemy.exc import DBAPIError, IntegrityError
 
 from authserver import clock
@@ -44,8 +46,14 @@ def _stored_key(key: str) -> str:
     return "sha256:" + hashlib.sha256(key.encode()).hexdigest()
 
 
-def _count_of(stored: str) -> int | None:
-    return db.session.scalar(select(Counter.count).where(Counter.key == stored))
+def _look(stored: str, ended_by: Any) -> tuple[int, datetime, bool] | None:
+    """The row's count, start, and whether its run is over (it started at or before
+    `ended_by`: a datetime, or a scalar subquery read in the same plain, non-locking
+    statement); None without a row."""
+    over = false() if ended_by is None else Counter.started_at <= ended_by
+    row = db.session.execute(select(Counter.count, Counter.started_at, over)
+                             .where(Counter.key == stored)).first()
+    return None if row is None else (int(row[0]), row[1], bool(row[2]))
 
 
 def _settled(step: Callable[[], bool], what: str) -> bool:
@@ -64,8 +72,10 @@ def _settled(step: Callable[[], bool], what: str) -> bool:
 MAX_LOOKS = 50
 
 
-def _add_one(stored: str, room: int | None, started_at: datetime) -> bool:
-    """count + 1 if the row has room (a missing row is made with count 1); True if added.
+def _add_one(stored: str, room: int | None, started_at: datetime, *,
+             ended_by: Any = None) -> bool:
+    """count + 1 if the row has room (a missing row, or one whose run is over by `ended_by`
+    (see _look), starts again with count 1); True if added.
 
     The row is looked at first with a plain (non-locking) read, then changed by primary key:
     an UPDATE of a key with no row would lock the gap where it would be, and gap locks are
@@ -87,6 +97,18 @@ def _add_one(stored: str, room: int | None, started_at: datetime) -> bool:
         db.session.commit()  # at once: no row lock held into anything else
         return added
 
+    def restart(seen: datetime) -> bool:
+        # By primary key, only while the run is still the one looked at (a racer that
+        # restarted it first moved started_at on, and this one looks again). No subquery
+        # here: one in an UPDATE would lock the rows it reads.
+        restarted = db.session.execute(
+            update(Counter).where(Counter.key == stored, Counter.started_at == seen)
+            .values(count=1, started_at=started_at)
+            .execution_options(synchronize_session=False)
+        ).rowcount == 1  # type: ignore[attr-defined]
+        db.session.commit()
+        return restarted
+
     def make() -> bool:
         try:
             # The first INSERT of a key wins; a racing one hits the primary key and looks
@@ -104,14 +126,16 @@ def _add_one(stored: str, room: int | None, started_at: datetime) -> bool:
     # the run) five looks were not always enough, and "gave up" read as "full" (a 403 lock
     # for an address with no wrong password). Racers finish, so this ends long before.
     for _ in range(MAX_LOOKS):
-        current = _count_of(stored)
+        looked = _look(stored, ended_by)
         db.session.commit()
-        if current is None:
+        if looked is None or looked[2]:
             if room is not None and room < 1:
                 return False
-            if _settled(make, "counters.make"):
+            step = make if looked is None else functools.partial(restart, looked[1])
+            if _settled(step, "counters.make"):
                 return True
-            continue  # a racer made the row: count on it
+            continue  # a racer made or restarted the row: count on it
+        current = looked[0]
         if room is not None and current >= room:
             return False  # full
         if _settled(add, "counters.add"):
@@ -204,10 +228,12 @@ def run_count(key: str, *, ended_by: datetime | None = None) -> int:
     return int(count)
 
 
-def extend_run(key: str, *, cap: int | None = None) -> bool:
+def extend_run(key: str, *, cap: int | None = None, ended_by: Any = None) -> bool:
     """One more event in `key`'s run (the first one starts it); False, counting nothing,
-    when the run already has `cap` events."""
-    return _add_one(_stored_key(key), cap, clock.now())
+    when the run already has `cap` events. A run that started at or before `ended_by` (a
+    datetime, or a scalar subquery: the account's last sign-in) is over: this event starts
+    a new one, in the same statements as counting it."""
+    return _add_one(_stored_key(key), cap, clock.now(), ended_by=ended_by)
 
 
 def end_run(key: str, *, started_by: datetime | None = None) -> None:
@@ -220,6 +246,15 @@ def end_run(key: str, *, started_by: datetime | None = None) -> None:
         db.session.commit()
 
     unit(work, "counters.end_run")
+
+
+def reset_run(key: str) -> None:
+    """End `key`'s run in the caller's transaction (a sign-in's: it ends when that commits).
+    The row stays, at 0: a DELETE here, and the next attempt's INSERT, would be the
+    delete-then-insert of one key that deadlocks racing requests on MySQL, and this is the
+    request's main transaction, not a unit that can simply look again."""
+    db.session.execute(update(Counter).where(Counter.key == _stored_key(key), Counter.count > 0)
+                       .values(count=0).execution_options(synchronize_session=False))
 
 
 def forget(key: str) -> None:

@@ -18,14 +18,13 @@ a run that started before the account's newest session is over.
 from __future__ import annotations
 
 import hashlib
-from datetime import datetime
+from typing import Any
 
 from sqlalchemy import func, select
 
 from authserver import counters
 from authserver.config import settings
 from authserver.errors import ErrorCode, Problem
-from authserver.extensions import db
 from authserver.models import Session
 
 
@@ -34,11 +33,12 @@ def _key(email: str) -> str:
     return "signin-failures:" + hashlib.sha256(email.encode()).hexdigest()
 
 
-def _last_sign_in(user_id: str | None) -> datetime | None:
+def _last_sign_in(user_id: str | None) -> Any:
+    """The account's newest session's start, as a subquery the run's look reads with it."""
     if user_id is None:
         return None
-    return db.session.scalar(select(func.max(Session.created_at))
-                             .where(Session.user_id == user_id))
+    return select(func.max(Session.created_at)).where(Session.user_id == user_id) \
+        .scalar_subquery()
 
 
 def _locked() -> Problem:
@@ -53,10 +53,9 @@ def attempt(email: str, user_id: str | None) -> None:
     cap = settings().signin_max_consecutive_failures
     if not cap:
         return
-    last = _last_sign_in(user_id)
-    if last is not None:
-        counters.end_run(_key(email), started_by=last)  # a sign-in since ended that run
-    if not counters.extend_run(_key(email), cap=cap):
+    # A sign-in since the run started (another way, or a password one whose end of the run
+    # was lost) ended that run: this attempt starts a new one.
+    if not counters.extend_run(_key(email), cap=cap, ended_by=_last_sign_in(user_id)):
         raise _locked()
 
 
@@ -79,8 +78,9 @@ def failures(email: str) -> int:
 
 
 def succeeded(email: str) -> None:
-    """A successful password sign-in: the run is over."""
-    counters.end_run(_key(email))
+    """A successful password sign-in: the run is over when the sign-in commits (in its
+    transaction: one statement, no commit of its own)."""
+    counters.reset_run(_key(email))
 
 
 def forget(email: str) -> None:
