@@ -15,7 +15,7 @@ from flask import Flask
 from flask.cli import AppGroup
 from sqlalchemy import select
 
-from authserver import accounts, housekeeping, passwords, webhook_delivery
+from authserver import accounts, housekeeping, legacy_users, passwords, webhook_delivery
 from authserver.config import settings
 from authserver.errors import Problem
 from authserver.events import Event, EventType, emit
@@ -180,7 +180,7 @@ def import_seed(source_database_url: str, dry_run: bool, mark_verified: bool,
     try:
         report = seed_import.import_users(source_database_url, batch_size=batch_size,
                                           dry_run=dry_run, mark_verified=mark_verified)
-    except seed_import.SourceError as exc:
+    except legacy_users.SourceError as exc:
         raise click.ClickException(str(exc)) from None
     click.echo(f"imported: {report.imported}")
     click.echo(f"already present: {report.already_present}")
