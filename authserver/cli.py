@@ -20,8 +20,7 @@ from authserver.config import settings
 from authserver.errors import Problem
 from authserver.events import Event, EventType, emit
 from authserver.extensions import db
-from authserver.flows import mfa as mfa_flow
-from authserver.flows import seed_import
+from authserver.flows import mfa_settings, seed_import
 from authserver.identifiers import lookalike_key, normalize_email
 from authserver.keys import keyring
 from authserver.models import User
@@ -122,7 +121,7 @@ def disable(email: str) -> None:
 def reset_mfa(email: str) -> None:
     """Remove a user's authenticator app and recovery codes (e.g. the last admin lost both)."""
     user = _existing_user(email)
-    removed = mfa_flow.reset(user.id)
+    removed = mfa_settings.reset(user.id)
     click.echo(f"{user.email}: " + ("second factor removed" if removed else
                                     "had no second factor"))
 
@@ -232,7 +231,7 @@ def reencrypt_keys() -> None:
     """After rotating SECRET_KEY: re-encrypt the signing keys and the authenticator-app
     secrets under the current SECRET_KEY, so the old key can leave SECRET_KEY_FALLBACKS."""
     keys_done, keys_lost = keyring().reencrypt()
-    totp_done, totp_lost = mfa_flow.reencrypt()
+    totp_done, totp_lost = mfa_settings.reencrypt()
     click.echo(f"re-encrypted {keys_done} signing key(s), {totp_done} authenticator secret(s)")
     if keys_lost or totp_lost:
         # What could be read is kept under the current key; the exit status tells a script.
