@@ -15,13 +15,12 @@ from flask import Flask
 from flask.cli import AppGroup
 from sqlalchemy import select
 
-from authserver import accounts, housekeeping, passwords, webhook_delivery
+from authserver import accounts, housekeeping, legacy_users, passwords, webhook_delivery
 from authserver.config import settings
 from authserver.errors import Problem
 from authserver.events import Event, EventType, emit
 from authserver.extensions import db
-from authserver.flows import mfa as mfa_flow
-from authserver.flows import seed_import
+from authserver.flows import mfa_settings, seed_import
 from authserver.identifiers import lookalike_key, normalize_email
 from authserver.keys import keyring
 from authserver.models import User
@@ -122,7 +121,7 @@ def disable(email: str) -> None:
 def reset_mfa(email: str) -> None:
     """Remove a user's authenticator app and recovery codes (e.g. the last admin lost both)."""
     user = _existing_user(email)
-    removed = mfa_flow.reset(user.id)
+    removed = mfa_settings.reset(user.id)
     click.echo(f"{user.email}: " + ("second factor removed" if removed else
                                     "had no second factor"))
 
@@ -180,7 +179,7 @@ def import_seed(source_database_url: str, dry_run: bool, mark_verified: bool,
     try:
         report = seed_import.import_users(source_database_url, batch_size=batch_size,
                                           dry_run=dry_run, mark_verified=mark_verified)
-    except seed_import.SourceError as exc:
+    except legacy_users.SourceError as exc:
         raise click.ClickException(str(exc)) from None
     click.echo(f"imported: {report.imported}")
     click.echo(f"already present: {report.already_present}")
@@ -232,7 +231,7 @@ def reencrypt_keys() -> None:
     """After rotating SECRET_KEY: re-encrypt the signing keys and the authenticator-app
     secrets under the current SECRET_KEY, so the old key can leave SECRET_KEY_FALLBACKS."""
     keys_done, keys_lost = keyring().reencrypt()
-    totp_done, totp_lost = mfa_flow.reencrypt()
+    totp_done, totp_lost = mfa_settings.reencrypt()
     click.echo(f"re-encrypted {keys_done} signing key(s), {totp_done} authenticator secret(s)")
     if keys_lost or totp_lost:
         # What could be read is kept under the current key; the exit status tells a script.

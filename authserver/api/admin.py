@@ -12,7 +12,7 @@ from authserver.api import bp
 from authserver.api.endpoint import BEARER, endpoint
 from authserver.errors import ErrorCode as E
 from authserver.errors import Problem
-from authserver.flows import mfa as mfa_flow
+from authserver.flows import mfa_settings
 from authserver.identifiers import normalize_email
 from authserver.models import User as UserRow
 from authserver.schemas.requests import AuditQuery, RoleGrant, UserSearch
@@ -136,7 +136,7 @@ def enable(user_id: str) -> User:
           errors={403: ADMIN_REFUSALS, 404: [E.NOT_FOUND]})
 def reset_mfa(user_id: str) -> User:
     user = accounts.get(user_id)
-    mfa_flow.reset(user.id, actor_id=tokens.current_user().id)
+    mfa_settings.reset(user.id, actor_id=tokens.current_user().id)
     return user_object(user)
 
 

@@ -14,7 +14,7 @@ from authserver import audit, tokens
 from authserver.api import bp
 from authserver.api.endpoint import BEARER, endpoint
 from authserver.errors import ErrorCode as E
-from authserver.flows import account, phone_change
+from authserver.flows import account, account_sessions, phone_change
 from authserver.schemas.requests import PasswordChange, PhoneChange, PhoneChangeVerify
 from authserver.schemas.responses import (
     ActivityList,
@@ -84,7 +84,7 @@ def delete_me() -> None:
           security=(BEARER,))
 def list_sessions() -> SessionList:
     return SessionList.model_validate(
-        {"sessions": account.list_sessions(g.claims.user_id, g.claims.session_id)})
+        {"sessions": account_sessions.list_sessions(g.claims.user_id, g.claims.session_id)})
 
 
 @bp.delete("/me/sessions/<session_id>")
@@ -93,7 +93,7 @@ def list_sessions() -> SessionList:
 @endpoint(summary="End one of the account's sessions", tag="account", status=204,
           security=(BEARER,), errors={404: [E.NOT_FOUND]})
 def end_session(session_id: str) -> None:
-    account.end_session(g.claims.user_id, session_id)
+    account_sessions.end_session(g.claims.user_id, session_id)
 
 
 @bp.get("/me/activity")

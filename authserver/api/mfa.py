@@ -7,6 +7,7 @@ from authserver.api import bp
 from authserver.api.endpoint import BEARER, endpoint
 from authserver.errors import ErrorCode as E
 from authserver.flows import mfa as mfa_flow
+from authserver.flows import mfa_settings
 from authserver.schemas.requests import MfaCode, MfaProof, MfaVerify
 from authserver.schemas.responses import (
     RecoveryCodes,
@@ -32,7 +33,7 @@ RECENT = ("Needs a recent sign-in (the token's `auth_time` within REAUTH_MAX_AGE
           errors={401: [E.REAUTHENTICATION_REQUIRED], 409: [E.MFA_ALREADY_ENROLLED],
                   429: [E.RATE_LIMITED]})
 def totp_enroll() -> TotpEnrolment:
-    enrolment = mfa_flow.enroll(tokens.current_user())
+    enrolment = mfa_settings.enroll(tokens.current_user())
     return TotpEnrolment(secret=enrolment.secret, otpauth_uri=enrolment.otpauth_uri,
                          qr_svg=enrolment.qr_svg)
 
@@ -47,7 +48,7 @@ def totp_enroll() -> TotpEnrolment:
           errors={401: [E.INVALID_OTP, E.REAUTHENTICATION_REQUIRED],
                   409: [E.MFA_NOT_ENROLLED, E.MFA_ALREADY_ENROLLED], 429: [E.RATE_LIMITED]})
 def totp_confirm(body: MfaCode) -> RecoveryCodes:
-    return RecoveryCodes(recovery_codes=mfa_flow.confirm(tokens.current_user(), body.code))
+    return RecoveryCodes(recovery_codes=mfa_settings.confirm(tokens.current_user(), body.code))
 
 
 @bp.delete("/mfa/totp")
@@ -61,7 +62,7 @@ def totp_confirm(body: MfaCode) -> RecoveryCodes:
           errors={401: [E.INVALID_OTP, E.REAUTHENTICATION_REQUIRED],
                   409: [E.MFA_NOT_ENROLLED], 429: [E.RATE_LIMITED]})
 def totp_disable(body: MfaProof) -> None:
-    mfa_flow.disable(tokens.current_user(), body.code, body.recovery_code)
+    mfa_settings.disable(tokens.current_user(), body.code, body.recovery_code)
 
 
 @bp.post("/mfa/recovery-codes")
@@ -74,7 +75,7 @@ def totp_disable(body: MfaProof) -> None:
           errors={401: [E.INVALID_OTP, E.REAUTHENTICATION_REQUIRED],
                   409: [E.MFA_NOT_ENROLLED], 429: [E.RATE_LIMITED]})
 def mfa_recovery_codes(body: MfaProof) -> RecoveryCodes:
-    return RecoveryCodes(recovery_codes=mfa_flow.regenerate(
+    return RecoveryCodes(recovery_codes=mfa_settings.regenerate(
         tokens.current_user(), body.code, body.recovery_code))
 
 

@@ -9,7 +9,7 @@ from authserver.api import bp
 from authserver.api.endpoint import ACCESS_TOKEN_HEADER, BEARER, endpoint
 from authserver.errors import ErrorCode as E
 from authserver.errors import Problem
-from authserver.flows import account, handoff
+from authserver.flows import account_sessions, handoff
 from authserver.schemas.requests import Exchange, Logout, Refresh
 from authserver.schemas.responses import (
     IsAdmin,
@@ -41,10 +41,10 @@ def refresh(body: Refresh) -> TokenResponse:
           description="The body is optional: no body (today's logout) is `local`.")
 def logout(body: Logout | None) -> None:
     scope = body.scope if body is not None else None
-    if scope not in (None, *account.SCOPES):
+    if scope not in (None, *account_sessions.SCOPES):
         raise Problem(422, E.INVALID_REQUEST, "scope is one of local, others, global.",
                       field="scope")
-    account.log_out(g.claims.user_id, g.claims.session_id, scope or "local")
+    account_sessions.log_out(g.claims.user_id, g.claims.session_id, scope or "local")
 
 
 @bp.get("/me")

@@ -1,5 +1,5 @@
-"""What a signed-in person changes on their own account: the password, the account itself
-(deletion), and their sessions (list, end one, sign out here, elsewhere or everywhere).
+"""What a signed-in person changes on their own account: the password, and the account itself
+(deletion). Their sessions are flows/account_sessions.py's.
 
 The callers (api/me.py, web/account_changes.py) have checked the sign-in is recent where the
 change is sensitive (password, deletion); these functions take the account's id and the
@@ -9,7 +9,6 @@ caller's session id, so they run the same behind a bearer token and behind a web
 from __future__ import annotations
 
 import logging
-from typing import Any, Literal
 
 from flask import render_template
 from sqlalchemy import delete, select, update
@@ -22,19 +21,15 @@ from authserver.extensions import client_ip, db
 from authserver.models import OneTimeCode, User
 from authserver.services import services
 from authserver.transactions import irreversible
-from authserver.user_agents import describe
 
 log = logging.getLogger("authserver.flows.account")
-
-Scope = Literal["local", "others", "global"]
-SCOPES: tuple[Scope, ...] = ("local", "others", "global")
-
 
 def _gone() -> Problem:
     return invalid_token("The user of this access token no longer exists.")
 
 
-def _user(user_id: str) -> User:
+def signed_in_user(user_id: str) -> User:
+    """The caller's account; 401 invalid_token when it is gone or disabled."""
     user = db.session.get(User, user_id)
     if user is None or user.disabled:
         raise _gone()
@@ -59,7 +54,7 @@ def change_password(user_id: str, session_id: str, current_password: str | None,
     won meanwhile), 422 weak_password / breached_password, 429, 403 password_signin_locked.
     The notice mail goes out after the change committed.
     """
-    user = _user(user_id)
+    user = signed_in_user(user_id)
     had_password = user.password_hash is not None
     if had_password and not current_password:
         raise Problem(400, ErrorCode.INVALID_REQUEST, "Missing field: current_password.",
@@ -147,36 +142,3 @@ def delete_account(user_id: str) -> None:
     db.session.expunge(user)
     db.session.commit()
     log.info("account deleted user=%s", user_id)
-
-
-# -- sessions ------------------------------------------------------------------------------
-def list_sessions(user_id: str, current_session_id: str) -> list[dict[str, Any]]:
-    """The account's open sessions, most recently used first."""
-    sessions_ = sessions.active_for(_user(user_id))
-    return [{"id": row.id, "created_at": _iso(row.created_at),
-             "last_used_at": _iso(row.last_used_at), "user_agent": row.user_agent,
-             "device": describe(row.user_agent), "ip": row.ip, "amr": row.amr_list,
-             "client": row.client, "current": row.id == current_session_id}
-            for row in sessions_]
-
-
-def _iso(value: Any) -> str:
-    return str(value.isoformat().replace("+00:00", "Z"))
-
-
-def end_session(user_id: str, session_id: str) -> None:
-    """End one of the account's sessions; 404 not_found for any session not open and theirs."""
-    if not isinstance(session_id, str) or len(session_id) > 36 \
-            or not sessions.revoke_own(user_id, session_id, reason="signed_out_remotely"):
-        raise Problem(404, ErrorCode.NOT_FOUND, "No such session.")
-
-
-def log_out(user_id: str, session_id: str, scope: Scope) -> int:
-    """End this session (`local`), every other one (`others`) or all of them (`global`)."""
-    if scope == "local":
-        sessions.revoke(session_id, reason="logout")
-        return 1
-    if scope == "others":
-        return sessions.revoke_others(user_id, session_id, reason="logout_others")
-    return sessions.revoke_all(user_id, reason="logout_global")
-

@@ -14,11 +14,8 @@ pushed into it (login CSRF).
 
 from __future__ import annotations
 
-import base64
 import hashlib
-import hmac
 import logging
-import re
 import secrets
 from datetime import datetime, timedelta
 from urllib.parse import quote, urlencode, urlsplit, urlunsplit
@@ -32,60 +29,19 @@ from authserver.events import Method
 from authserver.extensions import db
 from authserver.flows import attempts
 from authserver.models import HandoffCode, User
+
+# magic_link.py, being reworked on another branch, still calls these as handoff.*; they live
+# in pkce.py now. Drop these re-exports once it calls pkce directly.
+from authserver.pkce import check_challenge as check_challenge
+from authserver.pkce import check_state as check_state
+from authserver.pkce import verifier_matches as verifier_matches
 from authserver.tokens import IssuedTokens
 
 log = logging.getLogger("authserver.flows.handoff")
 
-CHALLENGE_RE = re.compile(r"^[A-Za-z0-9_-]{43,128}\Z")
-VERIFIER_RE = re.compile(r"^[A-Za-z0-9._~-]{43,128}\Z")
-MAX_STATE_LENGTH = 512
-# Printable ASCII (RFC 6749 VSCHAR plus space): nothing a URL, a log or a page could mangle.
-STATE_RE = re.compile(rf"^[\x20-\x7e]{{1,{MAX_STATE_LENGTH}}}\Z")
-
 
 def _hash(code: str) -> str:
     return hashlib.sha256(code.encode()).hexdigest()
-
-
-def check_challenge(code_challenge: str | None, method: str | None = None) -> str | None:
-    """A PKCE challenge given at sign-in start (S256 only), or 422 invalid_request."""
-    if method is not None and method != "S256":
-        raise Problem(422, "invalid_request", "code_challenge_method must be S256.",
-                      field="code_challenge_method")
-    if code_challenge is None or code_challenge == "":
-        return None
-    if not CHALLENGE_RE.match(code_challenge):
-        raise Problem(422, "invalid_request",
-                      "code_challenge must be 43 to 128 base64url characters (S256).",
-                      field="code_challenge")
-    return code_challenge
-
-
-def check_state(state: str | None) -> str | None:
-    """An app's `state` given at sign-in start (None or "" for none), or 422 invalid_request."""
-    if state is None or state == "":
-        return None
-    if not STATE_RE.match(state):
-        raise Problem(422, "invalid_request",
-                      f"state must be 1 to {MAX_STATE_LENGTH} printable ASCII characters.",
-                      field="state")
-    return state
-
-
-
-def verifier_matches(code_challenge: str | None, code_verifier: str | None) -> bool:
-    """PKCE S256: the verifier hashes to the challenge. No challenge takes no verifier (and
-    a challenge needs one), so a code minted without PKCE can't be "upgraded" or
-    downgraded by what the caller sends."""
-    if not code_challenge:
-        # A verifier now means the app believes it used PKCE, and the code it holds is not
-        # the one it started (a downgrade, or a swapped code).
-        return code_verifier is None
-    if not code_verifier or not VERIFIER_RE.match(code_verifier):
-        return False
-    digest = hashlib.sha256(code_verifier.encode("ascii")).digest()
-    expected = base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
-    return hmac.compare_digest(expected, code_challenge)
 
 
 def create_link_code(challenge: codes.Challenge, amr: list[str]) -> str:

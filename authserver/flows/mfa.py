@@ -1,10 +1,9 @@
-"""The second factor: set up an authenticator app, and finish a sign-in with it.
+"""The second factor at sign-in: finish a stepped-up sign-in with an authenticator app.
 
-Enrolment (`enroll`, `confirm`) and turning it off (`disable`, `regenerate`) are for a
-signed-in person whose sign-in is recent (the API's `require_recent_auth`); `verify` trades
-the mfa_token of a stepped-up sign-in (see mfa.require_second_factor) and the app's code, or
-a recovery code, for the token response (amr: the first factor's + "otp", or + "mfa" for a
-recovery code).
+`verify` trades the mfa_token of a stepped-up sign-in (see mfa.require_second_factor) and the
+app's code, or a recovery code, for the token response (amr: the first factor's + "otp", or
++ "mfa" for a recovery code). Setting the app up and turning it off are
+flows/mfa_settings.py's, which checks its proofs with `second_factor` too.
 
 Limits on `verify`: per client IP (the API's route limit), MFA_MAX_ATTEMPTS wrong tries per
 mfa_token (the try that uses the last one kills it: 429 otp_attempts_exceeded), and wrong
@@ -18,7 +17,7 @@ from typing import Any
 
 from authserver import codes, mfa, ratelimits, tokens
 from authserver.errors import ErrorCode, Problem
-from authserver.events import Event, EventType, Method, emit
+from authserver.events import Method
 from authserver.extensions import db
 from authserver.flows import attempts
 from authserver.models import User
@@ -27,7 +26,15 @@ from authserver.tokens import IssuedTokens
 log = logging.getLogger("authserver.flows.mfa")
 
 
-def _invalid_otp() -> Problem:
+def missing_proof() -> Problem:
+    """400: neither the app's code nor a recovery code was sent."""
+    return Problem(400, ErrorCode.INVALID_REQUEST, "Send `code` (from the authenticator app) "
+                   "or `recovery_code`.", errors=[
+                       {"field": "code", "message": "This field is required."}])
+
+
+def invalid_otp() -> Problem:
+    """401: the code (or recovery code) is wrong or was already used."""
     return Problem(401, ErrorCode.INVALID_OTP, "The code is wrong or was already used. Enter "
                    "the current code from your authenticator app.", field="code")
 
@@ -42,74 +49,12 @@ def _attempts_exceeded() -> Problem:
                    "no longer works. Sign in again.", field="code")
 
 
-def _not_enrolled() -> Problem:
-    return Problem(409, ErrorCode.MFA_NOT_ENROLLED, "No authenticator app is set up.")
-
-
-def enroll(user: User) -> mfa.Enrolment:
-    """A new pending authenticator app (replacing a pending one); 409 when one is set up."""
-    return mfa.begin(user)
-
-
-def confirm(user: User, code: Any) -> list[str]:
-    """Confirm the pending app with its first code; returns the recovery codes (shown once).
-    401 invalid_otp when wrong; 409 when there is nothing pending."""
-    row = mfa.factor(user.id)
-    if row is None or row.confirmed_at is not None:
-        raise (Problem(409, ErrorCode.MFA_ALREADY_ENROLLED, "The authenticator app is "
-                       "already set up.") if row is not None else
-               Problem(409, ErrorCode.MFA_NOT_ENROLLED, "Start setting up an authenticator "
-                       "app first (POST /api/v1/mfa/totp/enroll)."))
-    guesses = (ratelimits.CODE_GUESSES, f"mfa:{user.id}")
-    ratelimits.check(*guesses)
-    if not mfa.check_code(user.id, code, pending=True):
-        ratelimits.count(*guesses)
-        raise _invalid_otp()
-    log.info("totp confirmed user=%s", user.id)
-    emit(Event(EventType.MFA_ENROLLED, user_id=user.id, method=Method.TOTP))
-    return mfa.new_recovery_codes(user.id)
-
-
-def _second_factor(user: User, code: Any, recovery_code: Any) -> str | None:
-    """The amr the given proof adds when it is right (and used now), else None."""
+def second_factor(user: User, code: Any, recovery_code: Any) -> str | None:
+    """The amr the given proof (a recovery code when one is given, else the app's code) adds
+    when it is right (and used now), else None."""
     if recovery_code is not None:
         return mfa.RECOVERY_AMR if mfa.use_recovery_code(user.id, recovery_code) else None
     return mfa.TOTP_AMR if mfa.check_code(user.id, code) else None
-
-
-def _check_proof(user: User, code: Any, recovery_code: Any) -> str:
-    """A second-factor proof for an account change: 401 invalid_otp when wrong."""
-    if code is None and recovery_code is None:
-        raise Problem(400, ErrorCode.INVALID_REQUEST, "Send `code` (from the authenticator "
-                      "app) or `recovery_code`.", errors=[
-                          {"field": "code", "message": "This field is required."}])
-    guesses = (ratelimits.CODE_GUESSES, f"mfa:{user.id}")
-    ratelimits.check(*guesses)
-    method = _second_factor(user, code, recovery_code)
-    if method is None:
-        ratelimits.count(*guesses)
-        raise _invalid_otp()
-    return method
-
-
-def disable(user: User, code: Any, recovery_code: Any = None) -> None:
-    """Turn the app off: needs a current code or a recovery code. 409 when none is set up."""
-    if not mfa.enrolled(user.id):
-        raise _not_enrolled()
-    _check_proof(user, code, recovery_code)
-    mfa.remove(user.id)
-    emit(Event(EventType.MFA_DISABLED, user_id=user.id))
-
-
-def regenerate(user: User, code: Any, recovery_code: Any = None) -> list[str]:
-    """A new set of recovery codes (the old ones die); needs a current code or a recovery
-    code."""
-    if not mfa.enrolled(user.id):
-        raise _not_enrolled()
-    _check_proof(user, code, recovery_code)
-    log.info("recovery codes regenerated user=%s", user.id)
-    emit(Event(EventType.RECOVERY_CODES_REGENERATED, user_id=user.id))
-    return mfa.new_recovery_codes(user.id)
 
 
 def verify(mfa_token: Any, code: Any = None, recovery_code: Any = None, *,
@@ -128,9 +73,7 @@ def verify(mfa_token: Any, code: Any = None, recovery_code: Any = None, *,
 def _verify(attempt: attempts.Attempt, mfa_token: Any, code: Any, recovery_code: Any,
             client: str) -> IssuedTokens:
     if code is None and recovery_code is None:
-        raise Problem(400, ErrorCode.INVALID_REQUEST, "Send `code` (from the authenticator "
-                      "app) or `recovery_code`.", errors=[
-                          {"field": "code", "message": "This field is required."}])
+        raise missing_proof()
     challenge = mfa.open_token(mfa_token)
     if challenge is None:
         raise _invalid_mfa_token()
@@ -144,7 +87,7 @@ def _verify(attempt: attempts.Attempt, mfa_token: Any, code: Any, recovery_code:
     db.session.commit()  # ends the read: the UPDATEs below see what others committed
     guesses = (ratelimits.CODE_GUESSES, f"mfa:{user.id}")
     ratelimits.check(*guesses)
-    method = _second_factor(user, code, recovery_code)
+    method = second_factor(user, code, recovery_code)
     if method is None:
         ratelimits.count(*guesses)
         taken = codes.count_wrong_try(mfa.PURPOSE, challenge.id)
@@ -154,7 +97,7 @@ def _verify(attempt: attempts.Attempt, mfa_token: Any, code: Any, recovery_code:
             raise _attempts_exceeded()  # this try used the last attempt, or others did
         if not taken:
             raise _invalid_mfa_token()  # used or expired meanwhile
-        raise _invalid_otp()
+        raise invalid_otp()
     if not codes.consume(mfa.PURPOSE, challenge.id, attempts_below=max_attempts):
         # Used or killed meanwhile: give the second factor back (a recovery code must not
         # be spent on a sign-in that did not happen).
@@ -163,18 +106,3 @@ def _verify(attempt: attempts.Attempt, mfa_token: Any, code: Any, recovery_code:
     first = (challenge.state or "").split()
     log.info("second factor verified user=%s id=%s method=%s", user.id, challenge.id, method)
     return tokens.issue(user, [*first, method], client=client)
-
-
-def reset(user_id: str, *, actor_id: str | None = None) -> bool:
-    """An administrator removes a user's second factor (they can set up a new one)."""
-    removed = mfa.remove(user_id)
-    if removed:
-        emit(Event(EventType.MFA_RESET, user_id=user_id, actor_id=actor_id))
-    log.warning("second factor reset by an administrator user=%s removed=%s", user_id, removed)
-    return removed
-
-
-def reencrypt() -> tuple[int, int]:
-    """After a SECRET_KEY rotation: every authenticator secret re-encrypted under the current
-    key; (re-encrypted, unreadable). Not committed here."""
-    return mfa.reencrypt_secrets()

@@ -18,7 +18,7 @@ from werkzeug.wrappers import Response
 
 from authserver import auth, phones
 from authserver.errors import Problem
-from authserver.flows import account, phone_change
+from authserver.flows import account, account_sessions, phone_change
 from authserver.models import Session, User
 from authserver.transactions import committed
 from authserver.user_agents import describe
@@ -155,7 +155,7 @@ def sign_out_session(session_id: str) -> Response:
     current, user = found
     form = ConfirmForm()
     form.validate_on_submit()  # CSRFProtect has already refused a forged post
-    account.end_session(user.id, session_id)  # 404 for a session that isn't theirs
+    account_sessions.end_session(user.id, session_id)  # 404 for a session that isn't theirs
     if session_id == current.id:
         session.clear()
         return redirect(url_for("web.login", signed_out=1), code=303)

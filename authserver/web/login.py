@@ -13,10 +13,10 @@ from __future__ import annotations
 from flask import make_response, redirect, render_template, request, url_for
 from werkzeug.wrappers import Response
 
-from authserver import codes, phones
+from authserver import codes, phones, pkce
 from authserver.config import settings
 from authserver.errors import Problem
-from authserver.flows import handoff, password
+from authserver.flows import password
 from authserver.identifiers import normalize_email
 from authserver.redirects import check_redirect
 from authserver.services import services
@@ -51,9 +51,9 @@ def _remember_handoff() -> Problem | None:
     web_session.drop_handoff()
     try:
         target = check_redirect(request.args.get("redirect_to") or None)
-        challenge = handoff.check_challenge(request.args.get("code_challenge"),
-                                            request.args.get("code_challenge_method"))
-        state = handoff.check_state(request.args.get("state"))
+        challenge = pkce.check_challenge(request.args.get("code_challenge"),
+                                         request.args.get("code_challenge_method"))
+        state = pkce.check_state(request.args.get("state"))
     except Problem as problem:
         # The API's wording speaks to developers; a person only needs to know where to go.
         problem.detail = ("The app that sent you here is not allowed to receive sign-ins "

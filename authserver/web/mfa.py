@@ -21,6 +21,7 @@ from wtforms.validators import InputRequired, Length
 from authserver import auth, mfa
 from authserver.errors import ErrorCode, Problem
 from authserver.flows import mfa as mfa_flow
+from authserver.flows import mfa_settings
 from authserver.models import User
 from authserver.transactions import committed
 from authserver.web import bp
@@ -181,7 +182,7 @@ def security_enroll() -> Response | Page:
     current, user = found
     ConfirmForm().validate_on_submit()  # CSRFProtect has already refused a forged post
     try:
-        mfa_flow.enroll(user)
+        mfa_settings.enroll(user)
     except Problem as problem:
         return _security_page(user, current, problem=problem)
     return redirect(url_for("web.security"), code=303)
@@ -198,7 +199,7 @@ def security_confirm() -> Response | Page:
     if not form.validate_on_submit():
         return _security_page(user, current, form=form, problem=form_problem(form))
     try:
-        recovery_codes = mfa_flow.confirm(user, form.code.data)
+        recovery_codes = mfa_settings.confirm(user, form.code.data)
     except Problem as problem:
         problem.field = "code" if problem.code == ErrorCode.INVALID_OTP else None
         return _security_page(user, current, form=form, problem=problem)
@@ -220,9 +221,9 @@ def security_disable() -> Response | Page:
     digits = "".join(proof.split())
     try:
         if digits.isdigit() and len(digits) == mfa.DIGITS:
-            mfa_flow.disable(user, proof)
+            mfa_settings.disable(user, proof)
         else:
-            mfa_flow.disable(user, None, proof)
+            mfa_settings.disable(user, None, proof)
     except Problem as problem:
         problem.field = "code" if problem.code == ErrorCode.INVALID_OTP else None
         return _security_page(user, current, form=form, problem=problem)

@@ -9,7 +9,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from authserver import accounts
+from authserver import accounts, pkce
 from authserver.flows import handoff
 from tests.helpers import problem
 
@@ -114,7 +114,7 @@ def test_challenge_code_without_verifier_is_refused_and_burnt(client, user):
 def test_state_is_accepted_and_put_on_the_redirect_verbatim(state):
     from urllib.parse import parse_qs, urlsplit
 
-    assert handoff.check_state(state) == state
+    assert pkce.check_state(state) == state
     url = handoff.redirect_url("https://app.example.test/callback?app=1&x=%2F", "C0DE", state)
     parts = urlsplit(url)
     assert parts.path == "/callback" and parts.query.startswith("app=1&x=%2F&code=C0DE&state=")
@@ -123,7 +123,7 @@ def test_state_is_accepted_and_put_on_the_redirect_verbatim(state):
 
 
 def test_no_state_means_no_state_parameter():
-    assert handoff.check_state(None) is None and handoff.check_state("") is None
+    assert pkce.check_state(None) is None and pkce.check_state("") is None
     assert handoff.redirect_url("myapp://auth", "C0DE") == "myapp://auth?code=C0DE"
 
 
@@ -133,6 +133,6 @@ def test_bad_state_is_refused(state):
     from authserver.errors import Problem
 
     with pytest.raises(Problem) as caught:
-        handoff.check_state(state)
+        pkce.check_state(state)
     assert (caught.value.status, caught.value.code, caught.value.field) == (
         422, "invalid_request", "state")

@@ -20,6 +20,7 @@ from authserver import accounts, mfa, passwords
 from authserver.errors import Problem
 from authserver.extensions import db
 from authserver.flows import mfa as mfa_flow
+from authserver.flows import mfa_settings
 from authserver.models import OneTimeCode, RecoveryCode, Session, TotpFactor
 from tests.conftest import PASSWORD
 from tests.flows.magic_helpers import code_in, email_messages, last_mail
@@ -460,7 +461,7 @@ def test_twenty_concurrent_enrolls_leave_one_pending_factor(app, database_url):
     db.session.commit()
 
     def work() -> Any:
-        return mfa_flow.enroll(accounts.get(user_id)).secret
+        return mfa_settings.enroll(accounts.get(user_id)).secret
 
     outcomes = race(app, work)
     assert all(isinstance(outcome, str) and len(outcome) == 32 for outcome in outcomes), outcomes

@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 from sqlalchemy import create_engine, event, func, insert, select
 
-from authserver import accounts, passwords
+from authserver import accounts, legacy_users, passwords
 from authserver.extensions import db
 from authserver.flows import seed_import
 from authserver.models import Role, User
@@ -201,20 +201,14 @@ def test_a_source_without_users_table_or_unreachable_is_an_error(app: Any) -> No
     empty = SeedSource.create(roles_tables=False)
     try:
         empty.execute(["DROP TABLE `Users`"])
-        with pytest.raises(seed_import.SourceError, match="has no Users table"):
+        with pytest.raises(legacy_users.SourceError, match="has no Users table"):
             _run(empty)
     finally:
         empty.drop()
-    with pytest.raises(seed_import.SourceError, match="can't read the source database"):
+    with pytest.raises(legacy_users.SourceError, match="can't read the source database"):
         seed_import.import_users("mysql://root:hunter2@127.0.0.1:1/nothing")
-    with pytest.raises(seed_import.SourceError, match="not a database URL"):
+    with pytest.raises(legacy_users.SourceError, match="not a database URL"):
         seed_import.import_users("not a url")
-
-
-def test_mysql_scheme_means_pymysql() -> None:
-    assert seed_import.source_url("mysql://u:p@h/db").drivername == "mysql+pymysql"
-    assert seed_import.source_url("mariadb://u:p@h/db").drivername == "mariadb+pymysql"
-    assert seed_import.source_url("mysql+pymysql://u@h/db").drivername == "mysql+pymysql"
 
 
 @pytest.mark.parametrize("mark_verified", [False, True], ids=["default", "mark_verified"])
