@@ -28,7 +28,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from operator import methodcaller
-from typing import Any, TypeVar
+from typing import Any, NoReturn, TypeVar
 
 from flask import Response, after_this_request, g, has_request_context
 from limits import RateLimitItem, parse_many
@@ -165,9 +165,7 @@ def check(limit: Limit, key: str) -> None:
         return
     for item in _items(limit):
         if not _counted(methodcaller("test", item, limit.name, key)):
-            stats = _counted(methodcaller("get_window_stats", item, limit.name, key))
-            retry = max(1, math.ceil(stats.reset_time - time.time()))
-            raise rate_limited(retry, limit.detail)
+            _refuse(limit, item, key)
 
 
 def count(limit: Limit, key: str) -> None:
@@ -183,9 +181,27 @@ def count(limit: Limit, key: str) -> None:
 
 
 def hit(limit: Limit, key: str) -> None:
-    """check, then count: for attempts that count whether or not they succeed."""
-    check(limit, key)
-    count(limit, key)
+    """check, then count: for attempts that count whether or not they succeed.
+
+    One round trip per rate: the moving window's hit is itself the atomic "count if there
+    is room" (a refused hit counts nothing). Of a limit with several rates ("10/minute;50/
+    hour"), the rates before the one that refuses have counted the attempt: it was made.
+    """
+    if not settings().ratelimit_enabled:
+        return
+    if limit.shared:
+        check(limit, key)
+        count(limit, key)
+        return
+    key = _key(limit, key)
+    for item in _items(limit):
+        if not _counted(methodcaller("hit", item, limit.name, key)):
+            _refuse(limit, item, key)
+
+
+def _refuse(limit: Limit, item: RateLimitItem, key: str) -> NoReturn:
+    stats = _counted(methodcaller("get_window_stats", item, limit.name, key))
+    raise rate_limited(max(1, math.ceil(stats.reset_time - time.time())), limit.detail)
 
 
 def reset(limit: Limit, key: str) -> None:

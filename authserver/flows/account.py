@@ -10,17 +10,14 @@ from __future__ import annotations
 
 import logging
 
-from flask import render_template
 from sqlalchemy import delete, select, update
 
 from authserver import codes, cooldowns, lockout, passwords, ratelimits, sessions
-from authserver.config import settings
 from authserver.errors import ErrorCode, Problem, invalid_token
 from authserver.events import Event, EventType, emit
 from authserver.extensions import client_ip, db
+from authserver.flows import channels
 from authserver.models import OneTimeCode, User
-from authserver.services import services
-from authserver.transactions import irreversible
 
 log = logging.getLogger("authserver.flows.account")
 
@@ -60,9 +57,7 @@ def change_password(user_id: str, session_id: str, current_password: str | None,
         raise Problem(400, ErrorCode.INVALID_REQUEST, "Missing field: current_password.",
                       field="current_password")
     # A refused new password costs nothing: checked before the current one.
-    reason = passwords.check_policy(password, user.email)
-    if reason is not None:
-        raise Problem(422, ErrorCode.WEAK_PASSWORD, reason, field="password")
+    passwords.require_policy(password, user.email)
     old_hash = user.password_hash
     if had_password:
         ratelimits.hit(ratelimits.SIGNIN_IP, client_ip())
@@ -97,21 +92,8 @@ def change_password(user_id: str, session_id: str, current_password: str | None,
     log.info("password %s user=%s revoked=%d", "changed" if had_password else "set", user.id,
              revoked)
     if user.email:
-        _notify(user.email)
+        channels.password_changed(user.email, in_account=True)
     return revoked
-
-
-def _notify(email: str) -> None:
-    config = settings()
-    context = {"app_name": config.app_name, "email": email, "in_account": True,
-               "reset_url": f"{config.public_base_url}/login/forgot"}
-    irreversible()  # a conflict after this must not run the change (and this mail) again
-    try:
-        services().email.send(email, f"Your {config.app_name} password was changed",
-                              render_template("mail/password_changed.txt", **context),
-                              render_template("mail/password_changed.html", **context))
-    except Exception as exc:  # the change stands
-        log.warning("password changed notice not sent: %s", type(exc).__name__)
 
 
 # -- deletion ------------------------------------------------------------------------------

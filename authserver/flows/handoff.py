@@ -22,19 +22,13 @@ from urllib.parse import quote, urlencode, urlsplit, urlunsplit
 
 from sqlalchemy import select, update
 
-from authserver import clock, codes, tokens
+from authserver import clock, codes, pkce, tokens
 from authserver.config import settings
 from authserver.errors import Problem
 from authserver.events import Method
 from authserver.extensions import db
 from authserver.flows import attempts
 from authserver.models import HandoffCode, User
-
-# magic_link.py, being reworked on another branch, still calls these as handoff.*; they live
-# in pkce.py now. Drop these re-exports once it calls pkce directly.
-from authserver.pkce import check_challenge as check_challenge
-from authserver.pkce import check_state as check_state
-from authserver.pkce import verifier_matches as verifier_matches
 from authserver.tokens import IssuedTokens
 
 log = logging.getLogger("authserver.flows.handoff")
@@ -129,7 +123,7 @@ def _exchange(attempt: attempts.Attempt, code: str,
     if not won:
         log.info("hand-off code refused: used or expired")
         raise _invalid_grant()
-    if not verifier_matches(row.code_challenge, code_verifier):
+    if not pkce.verifier_matches(row.code_challenge, code_verifier):
         log.info("hand-off code refused: PKCE verifier missing, unexpected or wrong")
         raise _invalid_grant()
     user = _link_owner(row.challenge_id) if row.challenge_id else \

@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from authserver import accounts, codes, ratelimits, tokens
+from authserver import accounts, codes, pkce, ratelimits, tokens
 from authserver.config import settings
 from authserver.errors import USE_THE_LINK, code_used_up, invalid_link
 from authserver.events import Event, EventType, Method, emit
@@ -43,8 +43,8 @@ def request_link(email: str, redirect_to: str | None = None, code_challenge: str
     config = settings()
     email = normalize_email(email)
     redirect_to = check_redirect(redirect_to)
-    code_challenge = handoff.check_challenge(code_challenge, code_challenge_method)
-    state = handoff.check_state(state)
+    code_challenge = pkce.check_challenge(code_challenge, code_challenge_method)
+    state = pkce.check_state(state)
     # Without an account nothing in the mail signs in: it says so, and the row's code (never
     # shown) answers tries exactly like a real one.
     nobody = not config.email_signup_enabled and accounts.by_email(email) is None
@@ -132,7 +132,7 @@ def verify_link(token: str, code_verifier: str | None = None,
     with attempts.signin(Method.EMAIL_LINK):
         challenge = codes.open_link(PURPOSE, token)
         if challenge is None or (settings().magic_link_binding and (
-                challenge.binding_hash or not handoff.verifier_matches(
+                challenge.binding_hash or not pkce.verifier_matches(
                     challenge.code_challenge, code_verifier))) \
                 or not codes.consume(PURPOSE, challenge.id):
             raise invalid_link("sign-in")
