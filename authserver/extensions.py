@@ -78,20 +78,39 @@ class Limiter(flask_limiter.Limiter):
         #: The view functions that carry a route limit (ratelimits.route adds them).
         self.limited_views: set[Callable[..., Any]] = set()
 
+    def _limited(self) -> bool:
+        return current_app.view_functions.get(request.endpoint or "") in self.limited_views
+
     def _check_request_limit(self, callable_name: str | None = None,
                              in_middleware: bool = True) -> None:
         # A request to a view without a route limit skips Flask-Limiter's per-request work of
         # finding that out: the token check is on every request of every service using us.
-        if current_app.view_functions.get(request.endpoint or "") in self.limited_views:
+        if self._limited():
             super()._check_request_limit(callable_name, in_middleware)
 
     def init_app(self, app: Flask) -> None:
         self._storage_options = {}  # this app's RATELIMIT_STORAGE_OPTIONS, not the last one's
         super().init_app(app)
+        self._only_for_limited_views(app)
         # One limiter serves every app this process builds (tests build many): a new app's
         # storage starts out trusted.
         self._storage_dead = False
         self._last_try = 0.0
+
+    def _only_for_limited_views(self, app: Flask) -> None:
+        """Flask-Limiter's after-request hook (rate-limit headers, conditional deductions)
+        and teardown (its request context) run for every request; a view it never checked
+        has neither headers nor a context, so they are skipped there too."""
+        def for_limited_views(hook: Callable[[Any], Any]) -> Callable[[Any], Any]:
+            def hook_if_limited(value: Any = None) -> Any:
+                return hook(value) if self._limited() else value
+            return hook_if_limited
+
+        for hooks in (app.after_request_funcs[None], app.teardown_request_funcs[None]):
+            for index, hook in enumerate(hooks):
+                name = getattr(getattr(hook, "func", hook), "__name__", "")
+                if name in ("__inject_headers", "__release_context"):
+                    hooks[index] = for_limited_views(hook)
 
     @property
     def degraded(self) -> bool:

@@ -246,3 +246,20 @@ def test_an_empty_rate_in_the_environment_turns_that_limit_off(tmp_path, monkeyp
     with app.test_request_context():
         for _ in range(50):
             ratelimits.hit(ratelimits.SIGNUP_IP, "203.0.113.9")  # never raises
+
+
+def test_flask_limiters_hooks_run_only_for_views_with_a_route_limit(client, signup):
+    """The token check carries no route limit: Flask-Limiter's after-request and teardown
+    hooks skip it (no limiter context is made), while a limited view still gets both."""
+    from flask.globals import request_ctx
+
+    token = signup()["access_token"]
+    with client:
+        response = client.get("/api/v1/isAuthenticated",
+                              headers={"Authorization": f"Bearer {token}"})
+        assert response.status_code == 200
+        assert not hasattr(request_ctx._get_current_object(), "_limiter_request_context")
+    with client:
+        response = client.post("/api/v1/token/exchange", json={"code": "x" * 43})
+        assert response.status_code == 401
+        assert hasattr(request_ctx._get_current_object(), "_limiter_request_context")
