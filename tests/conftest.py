@@ -23,6 +23,7 @@ from sqlalchemy.engine import make_url
 from authserver import clock as clock_module
 from authserver import create_app, session_checks
 from authserver.extensions import db
+from tests.fakes.smtp_server import FakeSmtp
 
 DEFAULT_MYSQL = "mysql+pymysql://root@127.0.0.1:3306/"
 SECRET = "test-secret-key-that-is-long-enough-0123456789"
@@ -132,6 +133,14 @@ def app(tmp_path: Any, database_url: str, config_overrides: dict[str, Any]) -> I
 @pytest.fixture
 def client(app: Any) -> Any:
     return app.test_client()
+
+
+@pytest.fixture
+def fake_smtp() -> Iterator[FakeSmtp]:
+    """A real SMTP server on loopback that keeps what it is sent (tests/fakes/smtp_server.py);
+    `fake_smtp.app_settings()` points an app at it."""
+    with FakeSmtp() as fake:
+        yield fake
 
 
 @pytest.fixture

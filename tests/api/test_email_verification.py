@@ -7,7 +7,6 @@ from __future__ import annotations
 import itertools
 import re
 import threading
-from collections.abc import Iterator
 from typing import Any
 
 import jwt
@@ -20,7 +19,6 @@ from authserver.flows import email_change, email_confirmation, email_verificatio
 from authserver.models import OneTimeCode, User
 from authserver.services import replace, services
 from tests.conftest import PASSWORD
-from tests.fakes.smtp_server import FakeSmtp
 from tests.flows.magic_helpers import (
     code_in,
     email_messages,
@@ -478,19 +476,11 @@ class TestRaceOnMySQL:
 
 
 # -- real SMTP -------------------------------------------------------------------------------
-@pytest.fixture
-def fake_smtp() -> Iterator[FakeSmtp]:
-    with FakeSmtp() as fake:
-        yield fake
-
 
 class TestOverSmtp:
     @pytest.fixture
     def config_overrides(self, fake_smtp):
-        return {"EMAIL_BACKEND": "smtp", "SMTP_HOST": fake_smtp.host,
-                "SMTP_PORT": fake_smtp.port, "SMTP_TIMEOUT": 3.0,
-                "MAIL_FROM": "Example Auth <no-reply@auth.example.test>",
-                "APP_NAME": "Example Auth", "MAGIC_LINK_RESEND_COOLDOWN": 0}
+        return fake_smtp.app_settings(MAGIC_LINK_RESEND_COOLDOWN=0)
 
     def test_sign_up_mail_verifies_then_a_change_mails_new_and_old(self, client, fake_smtp):
         response = client.post(SIGNUP, json={"email": EMAIL, "password": PASSWORD},

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import statistics
 import time
-from collections.abc import Iterator
 
 import jwt
 import pytest
@@ -14,7 +13,6 @@ from authserver import accounts
 from authserver.extensions import db
 from authserver.models import OneTimeCode
 from authserver.services import configure, services
-from tests.fakes.smtp_server import FakeSmtp
 from tests.flows.magic_helpers import (
     code_in,
     email_messages,
@@ -318,19 +316,11 @@ def test_the_api_never_marks_a_web_session(client, mail):
 
 
 # -- real SMTP ------------------------------------------------------------------------------------
-@pytest.fixture
-def fake_smtp() -> Iterator[FakeSmtp]:
-    with FakeSmtp() as fake:
-        yield fake
-
 
 class TestOverSmtp:
     @pytest.fixture
     def config_overrides(self, fake_smtp):
-        return {"EMAIL_BACKEND": "smtp", "SMTP_HOST": fake_smtp.host,
-                "SMTP_PORT": fake_smtp.port, "SMTP_TIMEOUT": 3.0,
-                "MAIL_FROM": "Example Auth <no-reply@auth.example.test>",
-                "APP_NAME": "Example Auth"}
+        return fake_smtp.app_settings()
 
     def test_the_delivered_mail_has_both_parts_the_link_and_the_code(self, client, fake_smtp):
         response = client.post(REQUEST, json={"email": "Ada@Example.com"},

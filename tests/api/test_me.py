@@ -3,7 +3,6 @@ scopes (SQLite and MySQL; SMS and mail through the file backends' outbox)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -14,7 +13,6 @@ from authserver.extensions import db
 from authserver.flows import account, phone_change
 from authserver.models import Counter, OneTimeCode, RefreshToken, SendCooldown, Session, User
 from tests.conftest import PASSWORD
-from tests.fakes.smtp_server import FakeSmtp
 from tests.flows.magic_helpers import code_in, email_messages, parts_of
 from tests.flows.sms_helpers import last_code, sms_messages, wrong_code
 from tests.helpers import bearer, problem, stable_headers
@@ -439,19 +437,11 @@ class TestRacesOnMySQL:
 
 
 # -- the notice over real SMTP ---------------------------------------------------------------
-@pytest.fixture
-def fake_smtp() -> Iterator[FakeSmtp]:
-    with FakeSmtp() as fake:
-        yield fake
-
 
 class TestOverSmtp:
     @pytest.fixture
     def config_overrides(self, fake_smtp):
-        return {"EMAIL_BACKEND": "smtp", "SMTP_HOST": fake_smtp.host,
-                "SMTP_PORT": fake_smtp.port, "SMTP_TIMEOUT": 3.0,
-                "MAIL_FROM": "Example Auth <no-reply@auth.example.test>",
-                "APP_NAME": "Example Auth"}
+        return fake_smtp.app_settings()
 
     def test_the_change_notice_is_delivered(self, client, fake_smtp, signup):
         tokens = signup()

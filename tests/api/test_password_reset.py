@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
 from typing import Any
 
 import jwt
@@ -17,7 +16,6 @@ from authserver.models import OneTimeCode
 from authserver.services import configure, replace, services
 from tests.conftest import PASSWORD
 from tests.fakes.pwned_server import FakePwned
-from tests.fakes.smtp_server import FakeSmtp
 from tests.flows.magic_helpers import (
     code_in,
     email_messages,
@@ -276,19 +274,11 @@ class TestRaceOnMySQL:
 
 
 # -- real SMTP ------------------------------------------------------------------------------------
-@pytest.fixture
-def fake_smtp() -> Iterator[FakeSmtp]:
-    with FakeSmtp() as fake:
-        yield fake
-
 
 class TestOverSmtp:
     @pytest.fixture
     def config_overrides(self, fake_smtp):
-        return {"EMAIL_BACKEND": "smtp", "SMTP_HOST": fake_smtp.host,
-                "SMTP_PORT": fake_smtp.port, "SMTP_TIMEOUT": 3.0,
-                "MAIL_FROM": "Example Auth <no-reply@auth.example.test>",
-                "APP_NAME": "Example Auth", "MAGIC_LINK_RESEND_COOLDOWN": 0}
+        return fake_smtp.app_settings(MAGIC_LINK_RESEND_COOLDOWN=0)
 
     def test_reset_mail_then_the_code_resets_and_a_notice_is_delivered(
             self, client, fake_smtp, signup):

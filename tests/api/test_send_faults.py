@@ -31,11 +31,6 @@ EMAIL = "ada@example.com"
 TIMEOUT = 1.0
 
 
-@pytest.fixture
-def fake_smtp() -> Iterator[FakeSmtp]:
-    with FakeSmtp() as fake:
-        yield fake
-
 
 def _smtp(host: str, port: int, **more: Any) -> dict[str, Any]:
     return {"EMAIL_BACKEND": "smtp", "SMTP_HOST": host, "SMTP_PORT": port,

@@ -112,6 +112,12 @@ class FakeSmtp:
         )
         self._running = False
 
+    def app_settings(self, **more: Any) -> dict[str, Any]:
+        """An app's settings that send its mail here over SMTP, as "Example Auth"."""
+        return {"EMAIL_BACKEND": "smtp", "SMTP_HOST": self.host, "SMTP_PORT": self.port,
+                "SMTP_TIMEOUT": 3.0, "MAIL_FROM": "Example Auth <no-reply@auth.example.test>",
+                "APP_NAME": "Example Auth", **more}
+
     def start(self) -> FakeSmtp:
         self._controller.start()
         self._running = True

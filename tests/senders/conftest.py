@@ -23,11 +23,6 @@ def fake_twilio() -> Iterator[FakeTwilio]:
         yield fake
 
 
-@pytest.fixture
-def fake_smtp() -> Iterator[FakeSmtp]:
-    with FakeSmtp() as fake:
-        yield fake
-
 
 @pytest.fixture
 def closed_port() -> int:
