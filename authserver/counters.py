@@ -249,12 +249,22 @@ def end_run(key: str, *, started_by: datetime | None = None) -> None:
 
 
 def reset_run(key: str) -> None:
-    """End `key`'s run in the caller's transaction (a sign-in's: it ends when that commits).
-    The row stays, at 0: a DELETE here, and the next attempt's INSERT, would be the
-    delete-then-insert of one key that deadlocks racing requests on MySQL, and this is the
-    request's main transaction, not a unit that can simply look again."""
-    db.session.execute(update(Counter).where(Counter.key == _stored_key(key), Counter.count > 0)
-                       .values(count=0).execution_options(synchronize_session=False))
+    """End `key`'s run: its count back to 0, in a short unit of its own, committed at once.
+
+    The row stays: deleting it would make the next attempt's INSERT the delete-then-insert of
+    one key that deadlocks racing requests on MySQL. Not in the caller's transaction either:
+    there, every write to the row by a racing request on another cluster node would abort the
+    whole sign-in. A reset that keeps losing to racers past the unit's retries is given up:
+    the run it would end started before the sign-in that ended it, and the next attempt's
+    look (extend_run's `ended_by`) ends it then."""
+    def work() -> bool:
+        db.session.execute(update(Counter).where(Counter.key == _stored_key(key),
+                                                 Counter.count > 0)
+                           .values(count=0).execution_options(synchronize_session=False))
+        db.session.commit()
+        return True
+
+    _settled(work, "counters.reset_run")
 
 
 def forget(key: str) -> None:

@@ -78,8 +78,7 @@ def failures(email: str) -> int:
 
 
 def succeeded(email: str) -> None:
-    """A successful password sign-in: the run is over when the sign-in commits (in its
-    transaction: one statement, no commit of its own)."""
+    """A successful password sign-in: the run is over."""
     counters.reset_run(_key(email))
 
 

@@ -11,8 +11,8 @@ node 2, C through HAProxy).
   answer no 5xx: conflicts between nodes are retried where they happen, a race loser gets
   409, not 503;
 - last: node 2 killed (SIGKILL) under load costs C (through HAProxy, whose writer it was)
-  no more than the requests in flight, A nothing, and B answers fast 503s until the node
-  is back.
+  no more than the requests in flight and one per worker that finds its pool's dead
+  connection, A nothing, and B answers fast 503s until the node is back.
 """
 
 from __future__ import annotations
@@ -285,8 +285,12 @@ def test_node_2_killed_under_load_costs_c_its_requests_in_flight_and_a_nothing(
           f"C {dict(on_c.statuses)} slowest {on_c.slowest:.2f} s; HAProxy switched after "
           f"{switched:.1f} s")
     assert on_a.failures() == 0, (on_a.statuses, stack.logs())
-    # C loses at most what it had in flight when the node died: one request per thread.
-    assert on_c.failures() <= c_threads, (on_c.statuses, stack.logs())
+    # C loses what it had in flight when the node died (one request per thread) and, in each
+    # of its two workers, the one request that next takes a pooled connection to the dead
+    # node: the pool pings only a connection idle for over a second (db_pool.py), and the
+    # first disconnect invalidates the whole pool. (The token check's engine retries that
+    # one on a new connection.)
+    assert on_c.failures() <= c_threads + 2, (on_c.statuses, stack.logs())
     # Every other answer is what the request asks for (429: the load's own phones come round
     # again within the resend cooldown). A request in flight on the dead node may end as a
     # 500 rather than a 503: the app's end-of-request rollback on the dead connection raises
