@@ -67,9 +67,13 @@ def confirm_code(email: str, code: str, *, token: str | None = None,
     """Use the 6-digit code of a mail to `email` (or of the mail `token` came in) once: 401
     invalid_link when wrong, expired or used; 429 once wrong tries used it up."""
     opened = codes.open_link_of(PURPOSES, token) if token is not None else None
+    if token is not None and opened is None:
+        raise _invalid_link()
     exhausted = None
     for purpose in (opened[0],) if opened else PURPOSES:
-        target = codes.mailed_code_target(purpose, email, token)
+        # The mail's own row under its link (read once, above), else the address's codes.
+        target = (opened[1].subject, opened[1].id) if opened \
+            else codes.mailed_code_target(purpose, email, None)
         if target is None:
             raise _invalid_link()
         verdict = codes.verify(purpose, target[0], code, only=target[1])
