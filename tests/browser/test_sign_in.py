@@ -54,7 +54,9 @@ def _identify(page, server, identifier: str, query: str = "") -> None:
     page.goto(server.url + "/login" + query)
     no_sideways_scroll(page)
     box = page.get_by_label("E-mail or phone number")
-    assert page.evaluate("document.activeElement.id") == "identifier"
+    # autofocus lands once the page has loaded; a loaded machine can take a moment.
+    page.wait_for_function("document.activeElement && document.activeElement.id === "
+                           "'identifier'", timeout=3000)
     box.fill(identifier)
     page.get_by_role("button", name="Continue").click()
     page.wait_for_selector("#identity")
